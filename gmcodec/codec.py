@@ -1,0 +1,372 @@
+"""Encode/decode orchestration: image <-> model <-> entropy coder <-> .gmx container.
+
+Encoder and decoder drive ONE group loop (``group_loop``): it runs the GroupedMixer slot by slot
+with the context cache and hands each group's integer parameters to a callback that either
+codes the group (encoder) or decodes it (decoder) and returns the decoded values.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import container as ct
+from .coder import (
+    CoderSettings,
+    DecodeError,
+    GroupParams,
+    StreamReader,
+    StreamWriter,
+    quantize_params,
+)
+from .entropy.grouped_mixer import GroupedMixer
+from .imageio import pad, to_image, to_tensor
+from .model import GMModel
+
+QUALITY_MIN, QUALITY_MAX = 0.0, 100.0
+DEFAULT_QUALITY = 75.0
+
+
+class MismatchError(DecodeError):
+    """Decoded symbols differ from the encoder's: different numerics (device or library)."""
+
+
+def quality_to_q(quality: float, num_qualities: int) -> float:
+    """Map the user quality 0..100 (higher is better) onto the model's q in [0, K-1]."""
+    if not QUALITY_MIN <= quality <= QUALITY_MAX:
+        raise ValueError(f"quality must be in [0, 100], got {quality}")
+    return quality / QUALITY_MAX * (num_qualities - 1)
+
+
+def _crc(values: np.ndarray) -> int:
+    return zlib.crc32(values.astype("<i4").tobytes())
+
+
+def group_loop(
+    entropy: GroupedMixer,
+    psi: torch.Tensor,
+    settings: CoderSettings,
+    code_group: Callable[[int, GroupParams], np.ndarray],
+) -> list[np.ndarray]:
+    """Run the G groups in order; ``code_group(g, params)`` returns group g's decoded y_hat.
+
+    Slot g sees decoded group g-1 and, through the cached cross-group keys/values, every
+    earlier group: one slot per group, never a recomputation of the earlier ones.
+    """
+    layout = entropy.layout
+    grid = layout.grid(*psi.shape[-2:])
+    psi_t, cache = entropy.psi_tokens(psi), entropy.new_cache()
+    prev, decoded = None, []
+    for g in range(layout.num_groups):
+        mu, sigma = entropy.step(g, prev, psi_t, grid, cache)
+        y_g = code_group(g, quantize_params(mu, sigma, settings))
+        decoded.append(y_g)
+        prev = torch.from_numpy(y_g).to(psi.device, psi.dtype).reshape(mu.shape)
+    return decoded
+
+
+@dataclass
+class Stages:
+    """Seconds spent per stage (filled only when timing is requested)."""
+
+    enabled: bool = False
+    sync: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+    _t: float = 0.0
+
+    def start(self) -> None:
+        if self.enabled:
+            self._mark()
+
+    def lap(self, name: str) -> None:
+        if self.enabled:
+            prev = self._t
+            self._mark()
+            self.seconds[name] = self.seconds.get(name, 0.0) + self._t - prev
+
+    def _mark(self) -> None:
+        if self.sync:
+            torch.cuda.synchronize()
+        self._t = time.perf_counter()
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but no CUDA GPU is available")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device '{name}' (use auto, cpu or cuda)")
+    return torch.device(name)
+
+
+def split_image(img: Image.Image) -> tuple[Image.Image, int, bytes | None]:
+    """(RGB image to code, channels 1 or 3, alpha plane or None) for any PIL mode."""
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        img = img.point(lambda v: v / 257).convert("L") if mode != "F" else img.convert("L")
+    alpha = (
+        img.getchannel("A").tobytes() if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") else None
+    )
+    channels = 1 if img.mode in ("L", "LA", "La", "1") else 3
+    return img.convert("RGB"), channels, alpha
+
+
+class Codec:
+    """A loaded model on a device, able to encode images to .gmx bytes and back."""
+
+    def __init__(
+        self,
+        model: GMModel,
+        model_id: str,
+        sha256: str,
+        device: torch.device,
+        settings: CoderSettings | None = None,
+        limits: ct.Limits | None = None,
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.model_id, self.sha256, self.device = model_id, sha256, device
+        self.settings = settings or CoderSettings()
+        self.limits = limits or ct.Limits()
+        self.pmf = model.prior.pmf_table()
+        self.z_range = model.prior.z_range
+
+    @classmethod
+    def load(
+        cls, model_id: str | None = None, device: str = "auto", limits: ct.Limits | None = None
+    ) -> Codec:
+        """Load shipped weights (hash-checked) onto 'auto', 'cpu' or 'cuda'."""
+        from .zoo import load_model
+
+        dev = pick_device(device)
+        if dev.type == "cuda":  # the entropy parameters must be reproducible run to run
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        model, mid, digest = load_model(model_id)
+        return cls(model, mid, digest, dev, limits=limits)
+
+    # ----------------------------------------------------------------- encode
+    def encode(self, img: Image.Image, quality: float = DEFAULT_QUALITY) -> bytes:
+        """Encode a PIL image; quality 0..100 (higher is better)."""
+        return self.encode_timed(img, quality, timing=False)[0]
+
+    @torch.no_grad()
+    def encode_timed(
+        self, img: Image.Image, quality: float = DEFAULT_QUALITY, timing: bool = True
+    ) -> tuple[bytes, dict[str, float]]:
+        """Encode and return (bytes, seconds per stage)."""
+        centi = round(float(quality) * 100)
+        q = quality_to_q(centi / 100, self.model.num_qualities)
+        rgb, channels, alpha = split_image(img)
+        _check_size(rgb.width, rgb.height, self.limits)
+        st = Stages(timing, self.device.type == "cuda")
+        st.start()
+        tile = self._encode_tile(to_tensor(rgb).to(self.device), q, st)
+        info = ct.ImageInfo(rgb.width, rgb.height, channels, 8, 0 if channels == 3 else 1)
+        f = ct.GmxFile(
+            info,
+            ct.ModelInfo(self.model_id, self.sha256),
+            self._coder_info(centi),
+            (tile,),
+            icc_profile=img.info.get("icc_profile") or None,
+            exif=_exif_bytes(img),
+            alpha=ct.deflate_alpha(alpha, info) if alpha is not None else None,
+        )
+        data = ct.serialize(f)
+        st.lap("container")
+        return data, st.seconds
+
+    def _coder_info(self, centi: int) -> ct.CoderInfo:
+        s = self.settings
+        return ct.CoderInfo(
+            centi, s.num_scales, s.scale_min, s.scale_max, s.mean_steps, s.symbol_range
+        )
+
+    def _encode_tile(self, x: torch.Tensor, q: float, st: Stages) -> ct.Tile:
+        m, s = self.model, _settings(self._coder_info(0))
+        gain, _ = m.gains(torch.tensor([q]))
+        y = m.g_a(pad(x)) * gain
+        st.lap("transforms")
+        z_int = m.h_a(y).round().clamp(-self.z_range, self.z_range)
+        psi = m.h_s(z_int)
+        st.lap("hyperprior")
+        writer = StreamWriter(s)
+        z_np = z_int[0].flatten(1).long().cpu().numpy()
+        for c in range(z_np.shape[0]):
+            writer.categorical(z_np[c] + self.z_range, self.pmf[c])
+        layout = m.entropy.layout
+        y_groups = [t.reshape(-1).long().cpu().numpy() for t in layout.split(y.round())]
+        decoded = group_loop(m.entropy, psi, s, lambda g, p: writer.residuals(y_groups[g], p))
+        st.lap("mixer")
+        words = writer.finish()
+        st.lap("coder")
+        h, w = x.shape[-2:]
+        return ct.Tile(0, 0, w, h, _crc(z_np), tuple(_crc(d) for d in decoded), words)
+
+    # ----------------------------------------------------------------- decode
+    def decode(self, data: bytes) -> Image.Image:
+        """Decode .gmx bytes to a PIL image (mode L, LA, RGB or RGBA)."""
+        return self.decode_timed(data, timing=False)[0]
+
+    @torch.no_grad()
+    def decode_timed(
+        self, data: bytes, timing: bool = True
+    ) -> tuple[Image.Image, dict[str, float]]:
+        """Decode and return (image, seconds per stage)."""
+        st = Stages(timing, self.device.type == "cuda")
+        st.start()
+        f = ct.parse(data, self.limits)
+        self._check_model(f.model)
+        st.lap("container")
+        q = quality_to_q(f.coder.quality, self.model.num_qualities)
+        canvas = Image.new("RGB", (f.image.width, f.image.height))
+        for tile in f.tiles:
+            x_hat = self._decode_tile(tile, q, _settings(f.coder), st)
+            canvas.paste(to_image(x_hat), (tile.x, tile.y))
+        img = canvas.convert("L") if f.image.channels == 1 else canvas
+        if f.alpha is not None:
+            alpha = Image.frombytes("L", img.size, ct.inflate_alpha(f, self.limits))
+            img = img.convert("LA" if img.mode == "L" else "RGBA")
+            img.putalpha(alpha)
+        _attach_metadata(img, f)
+        st.lap("container")
+        return img, st.seconds
+
+    def _check_model(self, info: ct.ModelInfo) -> None:
+        if info.model_id != self.model_id or info.weights_sha256 != self.sha256:
+            raise DecodeError(
+                f"file was made with model '{info.model_id}' (weights {info.weights_sha256[:12]}), "
+                f"this gmx has '{self.model_id}' (weights {self.sha256[:12]})"
+            )
+
+    def _decode_z(self, reader: StreamReader, tile: ct.Tile, hz: int, wz: int) -> torch.Tensor:
+        z_np = np.stack(
+            [
+                reader.categorical(hz * wz, self.pmf[c]) - self.z_range
+                for c in range(self.pmf.shape[0])
+            ]
+        )
+        if _crc(z_np) != tile.z_checksum:
+            raise MismatchError("hyper-latent checksum mismatch: the file is damaged")
+        return torch.from_numpy(z_np).float().reshape(1, -1, hz, wz).to(self.device)
+
+    def _decode_tile(self, tile: ct.Tile, q: float, s: CoderSettings, st: Stages) -> torch.Tensor:
+        m = self.model
+        hp, wp = -(-tile.height // 64) * 64, -(-tile.width // 64) * 64
+        layout = m.entropy.layout
+        if len(tile.group_checksums) != layout.num_groups:
+            raise DecodeError(
+                f"file has {len(tile.group_checksums)} groups, model has {layout.num_groups}"
+            )
+        reader = StreamReader(tile.words, s)
+        psi = m.h_s(self._decode_z(reader, tile, hp // 64, wp // 64))
+        st.lap("hyperprior")
+
+        def decode_group(g: int, p: GroupParams) -> np.ndarray:
+            y_g = reader.residuals(p)
+            if _crc(y_g) != tile.group_checksums[g]:
+                raise MismatchError(_MISMATCH.format(g=g, n=layout.num_groups))
+            return y_g
+
+        groups = group_loop(m.entropy, psi, s, decode_group)
+        reader.finish()
+        st.lap("mixer")
+        tokens = [
+            torch.from_numpy(g_).to(psi).reshape(1, -1, layout.channels(i))
+            for i, g_ in enumerate(groups)
+        ]
+        y_hat = layout.merge(tokens, hp // 16, wp // 16)
+        _, inv_gain = m.gains(torch.tensor([q]))
+        x_hat = m.g_s(y_hat * inv_gain)[..., : tile.height, : tile.width]
+        st.lap("transforms")
+        return x_hat
+
+    # ----------------------------------------------------------------- profiling
+    @torch.no_grad()
+    def time_entropy_model(self, img: Image.Image, quality: float, use_cache: bool = True) -> float:
+        """Seconds to compute all groups' parameters, with or without the context cache."""
+        m = self.model
+        rgb = split_image(img)[0]
+        gain, _ = m.gains(torch.tensor([quality_to_q(quality, m.num_qualities)]))
+        y = (m.g_a(pad(to_tensor(rgb).to(self.device))) * gain).round()
+        psi = m.h_s(m.h_a(y).round().clamp(-self.z_range, self.z_range))
+        groups = m.entropy.layout.split(y)
+        st = Stages(True, self.device.type == "cuda")
+        st.start()
+        self._all_params(groups, psi, use_cache)
+        st.lap("entropy")
+        return st.seconds["entropy"]
+
+    def _all_params(self, groups: list[torch.Tensor], psi: torch.Tensor, use_cache: bool) -> None:
+        e = self.model.entropy
+        grid, psi_t, cache = e.layout.grid(*psi.shape[-2:]), e.psi_tokens(psi), e.new_cache()
+        for g in range(e.layout.num_groups):
+            if use_cache:
+                e.step(g, groups[g - 1] if g else None, psi_t, grid, cache)
+            else:
+                e.step_nocache(g, groups, psi_t, grid)
+
+
+_MISMATCH = (
+    "decoded symbols of group {g}/{n} do not match the encoder's checksum: the file was "
+    "encoded with different numerics (another device type or library version) or is damaged; "
+    "decode it on the same kind of device it was encoded on (--device cpu or --device cuda)"
+)
+
+
+def _settings(c: ct.CoderInfo) -> CoderSettings:
+    return CoderSettings(c.num_scales, c.scale_min, c.scale_max, c.mean_steps, c.symbol_range)
+
+
+def _check_size(width: int, height: int, limits: ct.Limits) -> None:
+    if width < 1 or height < 1:
+        raise ValueError(f"image is empty ({width}x{height})")
+    if max(width, height) > limits.max_dimension or width * height > limits.max_pixels:
+        raise ValueError(
+            f"image {width}x{height} exceeds the size limits "
+            f"({limits.max_dimension} px a side, {limits.max_pixels} pixels)"
+        )
+
+
+def _exif_bytes(img: Image.Image) -> bytes | None:
+    exif = img.info.get("exif")
+    return bytes(exif) if exif else None
+
+
+def _attach_metadata(img: Image.Image, f: ct.GmxFile) -> None:
+    if f.icc_profile:
+        img.info["icc_profile"] = f.icc_profile
+    if f.exif:
+        img.info["exif"] = f.exif
+
+
+_CODECS: dict[str, Codec] = {}
+
+
+def get_codec(device: str = "auto") -> Codec:
+    """A Codec for the default model on ``device``, loaded once per process."""
+    key = str(pick_device(device))
+    if key not in _CODECS:
+        _CODECS[key] = Codec.load(device=key)
+    return _CODECS[key]
+
+
+def encode(image: Image.Image, quality: float | None = None, device: str = "auto") -> bytes:
+    """Encode a PIL image to .gmx bytes with the default model."""
+    return get_codec(device).encode(image, DEFAULT_QUALITY if quality is None else quality)
+
+
+def decode(data: bytes, device: str = "auto") -> Image.Image:
+    """Decode .gmx bytes to a PIL image."""
+    return get_codec(device).decode(data)

@@ -1,0 +1,214 @@
+"""Rate-distortion training of the GroupedMixer codec: resumable, time-budgeted.
+
+``python -m gmcodec.train --data pack/train --ckpt checkpoints/run --minutes 30``
+
+Loss per image: ``lambda * 255^2 * MSE + bpp`` with lambda drawn per image from the config's
+lambdas (variable rate through gain vectors). bf16 autocast on CUDA (and on CPU with --bf16),
+AdamW, gradient clipping, LR warm-up then cosine decay over the time budget. Checkpoints (with
+optimizer state) are written every ``--ckpt-every`` minutes and at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from .config import ModelConfig
+from .data import CropSampler, load_images
+from .evaluate import evaluate_rd
+from .model import GMModel
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="gmcodec.train", description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="folder of training images (pack or corpus)")
+    p.add_argument("--ckpt", required=True, help="checkpoint folder (created / resumed)")
+    p.add_argument("--minutes", type=float, required=True, help="training time budget")
+    p.add_argument("--init", help="start from exported weights (.pt) instead of scratch")
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--warmup", type=int, default=300, help="LR warm-up steps")
+    p.add_argument(
+        "--decay-from", type=float, default=0.5, help="budget fraction where decay starts"
+    )
+    p.add_argument("--clip", type=float, default=1.0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast on CPU (always on CUDA)")
+    p.add_argument("--ckpt-every", type=float, default=5.0, help="minutes between checkpoints")
+    p.add_argument("--entropy", choices=["mixer", "meanscale"], default="mixer")
+    p.add_argument("--spatial-groups", type=int, default=4)
+    p.add_argument("--slices", default="16,16,32,64,64")
+    p.add_argument("--eval", help="folder of evaluation images (e.g. Kodak) for the final RD")
+    p.add_argument("--log", help="JSON log path (default: CKPT/log.json)")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build(args: argparse.Namespace, device: torch.device) -> tuple[GMModel, dict]:
+    """Model (fresh, from --init, or from the checkpoint) and the checkpoint meta."""
+    ckpt = Path(args.ckpt)
+    if (ckpt / "meta.json").exists():
+        meta, state, _ = checkpoint.load(ckpt)
+        model = GMModel(ModelConfig.from_dict(meta["config"]))
+        model.load_state_dict(state)
+        return model.to(device), meta
+    slices = tuple(int(s) for s in args.slices.split(","))
+    cfg = replace(
+        ModelConfig(), entropy=args.entropy, spatial_groups=args.spatial_groups, slices=slices
+    )
+    meta = {"step": 0, "elapsed_s": 0.0, "runs": [], "config": json.loads(cfg.to_json())}
+    if args.init:
+        from .zoo import load_state
+
+        cfg, state, info = load_state(args.init)
+        model = GMModel(cfg)
+        model.load_state_dict(state)
+        meta.update(config=json.loads(cfg.to_json()), init=info)
+        return model.to(device), meta
+    return GMModel(cfg).to(device), meta
+
+
+def lr_at(args: argparse.Namespace, step: int, frac: float) -> float:
+    """Warm-up over ``--warmup`` steps, then cosine decay to 5% from ``--decay-from``."""
+    warm = min(1.0, (step + 1) / args.warmup)
+    if frac <= args.decay_from:
+        return args.lr * warm
+    t = min(1.0, (frac - args.decay_from) / (1 - args.decay_from))
+    return args.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def rd_loss(model: GMModel, x: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """lambda * 255^2 * MSE + bpp, averaged over the batch, lambda drawn per image."""
+    k = len(model.cfg.lambdas)
+    idx = torch.randint(0, k, (x.shape[0],), generator=gen)
+    lam = torch.tensor(model.cfg.lambdas)[idx].to(x.device)
+    out = model(x, idx.float().to(x.device))
+    pixels = x.shape[2] * x.shape[3]
+    mse = (out["x_hat"].float() - x).square().mean((1, 2, 3))
+    bpp = (out["bits_y"] + out["bits_z"]) / pixels
+    loss = (lam * 255**2 * mse + bpp).mean()
+    return {"loss": loss, "mse": mse.mean(), "bpp": bpp.mean()}
+
+
+def train_step(model, opt, x, gen, args, device) -> dict[str, float]:
+    """One optimizer step; returns the float metrics."""
+    use_bf16 = device.type == "cuda" or args.bf16
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        m = rd_loss(model, x, gen)
+    opt.zero_grad(set_to_none=True)
+    m["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+    opt.step()
+    return {k: float(v.detach()) for k, v in m.items()}
+
+
+def make_optimizer(
+    model: GMModel, args: argparse.Namespace, flat_opt: dict | None
+) -> torch.optim.Optimizer:
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    if flat_opt:
+        checkpoint.restore_optimizer(opt, flat_opt)
+    return opt
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Train for ``args.minutes`` and return the run record (also written to the log)."""
+    torch.manual_seed(args.seed)
+    device = pick_device(args.device)
+    model, meta = build(args, device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    flat_opt = checkpoint.load(args.ckpt)[2] if (Path(args.ckpt) / "meta.json").exists() else None
+    opt = make_optimizer(model, args, flat_opt)
+    sampler = CropSampler(
+        load_images(args.data, device, args.crop), args.crop, args.seed + meta["step"]
+    )
+    gen = torch.Generator().manual_seed(args.seed + meta["step"])
+    log_path = Path(args.log) if args.log else Path(args.ckpt) / "log.json"
+    record = {
+        "device": device_name(device),
+        "minutes": args.minutes,
+        "crop": args.crop,
+        "batch": args.batch,
+        "lr": args.lr,
+        "start_step": meta["step"],
+        "history": [],
+    }
+    loop(model, opt, sampler, gen, args, device, meta, record, log_path)
+    if args.eval:
+        record["eval"] = evaluate_rd(model.eval(), args.eval, device)
+    meta["runs"] = [*meta.get("runs", []), {k: v for k, v in record.items() if k != "history"}]
+    checkpoint.save(args.ckpt, model, opt, meta)
+    write_log(log_path, record)
+    return record
+
+
+def loop(model, opt, sampler, gen, args, device, meta, record, log_path) -> None:
+    """The time-budgeted training loop with periodic checkpoints."""
+    budget, start, last_ckpt = args.minutes * 60, time.time(), time.time()
+    step0, acc, n = meta["step"], {}, 0
+    model.train()
+    while (elapsed := time.time() - start) < budget:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(args, meta["step"] - step0, elapsed / budget)
+        x = sampler.batch(args.batch)
+        if device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        for k, v in train_step(model, opt, x, gen, args, device).items():
+            acc[k] = acc.get(k, 0.0) + v
+        meta["step"] += 1
+        n += 1
+        if n == 100 or time.time() - last_ckpt > args.ckpt_every * 60:
+            entry = {
+                "step": meta["step"],
+                "elapsed_s": round(elapsed, 1),
+                "lr": opt.param_groups[0]["lr"],
+                **{k: v / n for k, v in acc.items()},
+            }
+            record["history"].append(entry)
+            print(json.dumps(entry), flush=True)
+            acc, n = {}, 0
+        if time.time() - last_ckpt > args.ckpt_every * 60:
+            meta["elapsed_s"] = meta.get("elapsed_s", 0.0) + (time.time() - last_ckpt)
+            checkpoint.save(args.ckpt, model, opt, meta)
+            write_log(log_path, record)
+            last_ckpt = time.time()
+    meta["elapsed_s"] = meta.get("elapsed_s", 0.0) + (time.time() - last_ckpt)
+    record["steps"] = meta["step"] - step0
+    record["train_s"] = round(time.time() - start, 1)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def write_log(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
