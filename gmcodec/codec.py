@@ -37,11 +37,19 @@ class MismatchError(DecodeError):
     """Decoded symbols differ from the encoder's: different numerics (device or library)."""
 
 
+Q_EXTRAPOLATE = 2.0  # trained lambda points span q in [0, K-1]; the knob reaches beyond
+
+
 def quality_to_q(quality: float, num_qualities: int) -> float:
-    """Map the user quality 0..100 (higher is better) onto the model's q in [0, K-1]."""
+    """Map the user quality 0..100 (higher is better) linearly onto the model's q.
+
+    0 -> q = -2 and 100 -> q = K: the trained range [0, K-1] plus an extrapolated margin of
+    the gain vectors, which extends the rate range downwards (and a little upwards).
+    """
     if not QUALITY_MIN <= quality <= QUALITY_MAX:
         raise ValueError(f"quality must be in [0, 100], got {quality}")
-    return quality / QUALITY_MAX * (num_qualities - 1)
+    span = num_qualities - 1 + 1.0 + Q_EXTRAPOLATE
+    return -Q_EXTRAPOLATE + quality / QUALITY_MAX * span
 
 
 def _crc(values: np.ndarray) -> int:

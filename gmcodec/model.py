@@ -66,9 +66,13 @@ class GMModel(nn.Module):
         return len(self.cfg.lambdas)
 
     def gains(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gain and inverse gain [B, M, 1, 1] for continuous qualities q [B] in [0, K-1]."""
-        q = q.to(self.log_gain.device, torch.float32).clamp(0, self.num_qualities - 1)
-        lo = q.floor().clamp(max=self.num_qualities - 2).long()
+        """Gain and inverse gain [B, M, 1, 1] for continuous qualities q [B].
+
+        Inside [0, K-1] the log-gains are interpolated between the trained points; outside,
+        the end segments are extrapolated linearly (used to widen the rate range slightly).
+        """
+        q = q.to(self.log_gain.device, torch.float32)
+        lo = q.floor().clamp(0, self.num_qualities - 2).long()
         t = (q - lo)[:, None]
 
         def interp(table: torch.Tensor) -> torch.Tensor:

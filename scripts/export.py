@@ -20,6 +20,7 @@ if __name__ == "__main__":
     meta, state, _ = checkpoint.load(a.ckpt)
     model = GMModel(ModelConfig.from_dict(meta["config"]))
     model.load_state_dict(state)
-    info = {"step": meta["step"], "runs": meta.get("runs", [])}
+    chain = meta.get("init", {}).get("runs", []) + meta.get("runs", [])
+    info = {"step": meta.get("init", {}).get("step", 0) + meta["step"], "runs": chain}
     digest = zoo.export(model, a.model_id, a.weights, info, make_default=not a.no_default)
     print(a.model_id, digest)
