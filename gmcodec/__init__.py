@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import pillow_plugin as _pillow_plugin  # noqa: F401
+
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:

@@ -28,6 +28,7 @@ from .coder import (
 from .entropy.grouped_mixer import GroupedMixer
 from .imageio import pad, to_image, to_tensor
 from .model import GMModel
+from .tiling import analysis, synthesis
 
 QUALITY_MIN, QUALITY_MAX = 0.0, 100.0
 DEFAULT_QUALITY = 75.0
@@ -116,17 +117,19 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def split_image(img: Image.Image) -> tuple[Image.Image, int, bytes | None]:
-    """(RGB image to code, channels 1 or 3, alpha plane or None) for any PIL mode."""
-    mode = img.mode
-    if mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    elif mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        img = img.point(lambda v: v / 257).convert("L") if mode != "F" else img.convert("L")
-    alpha = (
-        img.getchannel("A").tobytes() if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") else None
-    )
-    channels = 1 if img.mode in ("L", "LA", "La", "1") else 3
-    return img.convert("RGB"), channels, alpha
+    """(RGB image to code, channels 1 or 3, alpha plane or None): see gmcodec.pixels.
+
+    Conversions the user should hear about are issued as ``pixels.PixelWarning``; a refused
+    image raises ValueError.
+    """
+    import warnings
+
+    from .pixels import PixelWarning, prepare
+
+    prepared = prepare(img)
+    for message in prepared.warnings:
+        warnings.warn(message, PixelWarning, stacklevel=3)
+    return prepared.rgb, prepared.channels, prepared.alpha
 
 
 class Codec:
@@ -180,7 +183,7 @@ class Codec:
         _check_size(rgb.width, rgb.height, self.limits)
         st = Stages(timing, self.device.type == "cuda")
         st.start()
-        tile = self._encode_tile(to_tensor(rgb).to(self.device), q, st)
+        tile, _ = self._encode_tile(to_tensor(rgb).to(self.device), q, st)
         info = ct.ImageInfo(rgb.width, rgb.height, channels, 8, 0 if channels == 3 else 1)
         f = ct.GmxFile(
             info,
@@ -201,10 +204,13 @@ class Codec:
             centi, s.num_scales, s.scale_min, s.scale_max, s.mean_steps, s.symbol_range
         )
 
-    def _encode_tile(self, x: torch.Tensor, q: float, st: Stages) -> ct.Tile:
+    def _encode_tile(
+        self, x: torch.Tensor, q: float, st: Stages
+    ) -> tuple[ct.Tile, list[np.ndarray]]:
+        """Code one tile; returns it with the decoded groups (what the decoder will see)."""
         m, s = self.model, _settings(self._coder_info(0))
         gain, _ = m.gains(torch.tensor([q]))
-        y = m.g_a(pad(x)) * gain
+        y = analysis(m.g_a, pad(x)) * gain
         st.lap("transforms")
         z_int = m.h_a(y).round().clamp(-self.z_range, self.z_range)
         psi = m.h_s(z_int)
@@ -220,7 +226,8 @@ class Codec:
         words = writer.finish()
         st.lap("coder")
         h, w = x.shape[-2:]
-        return ct.Tile(0, 0, w, h, _crc(z_np), tuple(_crc(d) for d in decoded), words)
+        tile = ct.Tile(0, 0, w, h, _crc(z_np), tuple(_crc(d) for d in decoded), words)
+        return tile, decoded
 
     # ----------------------------------------------------------------- decode
     def decode(self, data: bytes) -> Image.Image:
@@ -290,15 +297,32 @@ class Codec:
         groups = group_loop(m.entropy, psi, s, decode_group)
         reader.finish()
         st.lap("mixer")
-        tokens = [
-            torch.from_numpy(g_).to(psi).reshape(1, -1, layout.channels(i))
-            for i, g_ in enumerate(groups)
-        ]
-        y_hat = layout.merge(tokens, hp // 16, wp // 16)
-        _, inv_gain = m.gains(torch.tensor([q]))
-        x_hat = m.g_s(y_hat * inv_gain)[..., : tile.height, : tile.width]
+        x_hat = self._synthesize(groups, tile.height, tile.width, q)
         st.lap("transforms")
         return x_hat
+
+    def _synthesize(
+        self, groups: list[np.ndarray], height: int, width: int, q: float
+    ) -> torch.Tensor:
+        """x_hat [1, 3, height, width] from the decoded groups of y_hat."""
+        m = self.model
+        layout = m.entropy.layout
+        hy, wy = -(-height // 64) * 4, -(-width // 64) * 4
+        tokens = [
+            torch.from_numpy(v).to(self.device, torch.float32).reshape(1, -1, layout.channels(i))
+            for i, v in enumerate(groups)
+        ]
+        _, inv_gain = m.gains(torch.tensor([q]))
+        y_hat = layout.merge(tokens, hy, wy) * inv_gain
+        return synthesis(m.g_s, y_hat)[..., :height, :width]
+
+    @torch.no_grad()
+    def reconstruct(self, img: Image.Image, quality: float = DEFAULT_QUALITY) -> Image.Image:
+        """The RGB image a decoder will produce, computed from the encoder's own y_hat."""
+        q = quality_to_q(round(float(quality) * 100) / 100, self.model.num_qualities)
+        rgb = split_image(img)[0]
+        _, groups = self._encode_tile(to_tensor(rgb).to(self.device), q, Stages())
+        return to_image(self._synthesize(groups, rgb.height, rgb.width, q))
 
     # ----------------------------------------------------------------- profiling
     @torch.no_grad()
@@ -307,7 +331,7 @@ class Codec:
         m = self.model
         rgb = split_image(img)[0]
         gain, _ = m.gains(torch.tensor([quality_to_q(quality, m.num_qualities)]))
-        y = (m.g_a(pad(to_tensor(rgb).to(self.device))) * gain).round()
+        y = (analysis(m.g_a, pad(to_tensor(rgb).to(self.device))) * gain).round()
         psi = m.h_s(m.h_a(y).round().clamp(-self.z_range, self.z_range))
         groups = m.entropy.layout.split(y)
         st = Stages(True, self.device.type == "cuda")
@@ -348,15 +372,19 @@ def _check_size(width: int, height: int, limits: ct.Limits) -> None:
 
 
 def _exif_bytes(img: Image.Image) -> bytes | None:
-    exif = img.info.get("exif")
-    return bytes(exif) if exif else None
+    """EXIF as the container stores it (from the TIFF header on, FORMAT.md 3.7)."""
+    from .pillow_plugin import container_exif
+
+    return container_exif(img.info.get("exif"))
 
 
 def _attach_metadata(img: Image.Image, f: ct.GmxFile) -> None:
     if f.icc_profile:
         img.info["icc_profile"] = f.icc_profile
     if f.exif:
-        img.info["exif"] = f.exif
+        from .pillow_plugin import pillow_exif
+
+        img.info["exif"] = pillow_exif(f.exif)
 
 
 _CODECS: dict[str, Codec] = {}

@@ -1,0 +1,35 @@
+"""Shared fixtures: the shipped model on the CPU and small real images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "kodim23.png"
+
+
+@pytest.fixture(scope="session")
+def sample_image() -> Image.Image:
+    """The Kodak image that ships in the repo (768x512 RGB)."""
+    with Image.open(SAMPLE) as im:
+        return im.convert("RGB")
+
+
+@pytest.fixture(scope="session")
+def crop(sample_image):
+    """crop(w, h, x=0, y=0): a w x h region of the sample image."""
+
+    def make(w: int, h: int, x: int = 200, y: int = 100) -> Image.Image:
+        return sample_image.crop((x, y, x + w, y + h))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def codec():
+    """The default shipped model on the CPU."""
+    from gmcodec.codec import Codec
+
+    return Codec.load(device="cpu")

@@ -1,0 +1,167 @@
+"""End-to-end codec behaviour: exact latent round trips, determinism, mismatch detection."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from gmcodec import container as ct
+from gmcodec.codec import Codec, MismatchError, Stages, quality_to_q
+from gmcodec.coder import DecodeError
+from gmcodec.imageio import pad, to_tensor
+
+
+@pytest.mark.parametrize(("w", "h", "quality"), [(64, 64, 50), (100, 77, 10), (130, 70, 90),
+                                                  (1, 1, 75), (200, 129, 0), (65, 200, 100)])
+def test_decoded_latents_equal_encoded_latents(codec, crop, w, h, quality):
+    img = crop(w, h)
+    q = quality_to_q(quality, codec.model.num_qualities)
+    tile, encoded = codec._encode_tile(to_tensor(img), q, Stages())
+    data = codec.encode(img, quality)
+    f = ct.parse(data)
+    assert f.tiles[0].group_checksums == tile.group_checksums
+    decoded = []
+    original = codec._synthesize
+    codec._synthesize = lambda groups, *a: (decoded.extend(groups), original(groups, *a))[1]
+    try:
+        out = codec.decode(data)
+    finally:
+        codec._synthesize = original
+    assert out.size == (w, h)
+    assert len(decoded) == len(encoded) == codec.model.entropy.layout.num_groups
+    for a, b in zip(encoded, decoded, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_decoded_image_equals_encoder_reconstruction(codec, crop):
+    img = crop(160, 96)
+    data = codec.encode(img, 60)
+    assert np.array_equal(np.asarray(codec.decode(data)), np.asarray(codec.reconstruct(img, 60)))
+
+
+def test_decoding_twice_and_in_a_fresh_process_gives_identical_pixels(codec, crop, tmp_path):
+    data = codec.encode(crop(96, 80), 70)
+    first, second = np.asarray(codec.decode(data)), np.asarray(codec.decode(data))
+    assert np.array_equal(first, second)
+    src, dst = tmp_path / "x.gmx", tmp_path / "x.npy"
+    src.write_bytes(data)
+    code = ("import numpy as np, gmcodec; "
+            f"np.save(r'{dst}', np.asarray(gmcodec.decode(open(r'{src}', 'rb').read(), 'cpu')))")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    assert np.array_equal(np.load(dst), first)
+
+
+def test_encoding_is_deterministic(codec, crop):
+    img = crop(120, 64)
+    assert codec.encode(img, 33) == codec.encode(img, 33)
+
+
+def test_higher_quality_gives_more_bits_and_less_error(codec, crop):
+    img = crop(192, 128)
+    ref = np.asarray(img, dtype=np.float64)
+    sizes, errors = [], []
+    for quality in (0, 30, 60, 90):
+        data = codec.encode(img, quality)
+        sizes.append(len(data))
+        errors.append(((np.asarray(codec.decode(data), dtype=np.float64) - ref) ** 2).mean())
+    assert sizes == sorted(sizes)
+    assert errors == sorted(errors, reverse=True)
+
+
+def test_cache_and_no_cache_paths_give_identical_parameters(codec, crop):
+    """The context cache is an optimisation only: same integer coding parameters, same floats."""
+    from gmcodec.coder import quantize_params
+
+    m = codec.model
+    with torch.no_grad():
+        y = m.g_a(pad(to_tensor(crop(256, 192)))).mul(m.gains(torch.tensor([4.0]))[0]).round()
+        psi = m.h_s(m.h_a(y).round())
+        e = m.entropy
+        groups, grid, psi_t = e.layout.split(y), e.layout.grid(*y.shape[-2:]), e.psi_tokens(psi)
+        cache = e.new_cache()
+        for g in range(e.layout.num_groups):
+            mu_c, sigma_c = e.step(g, groups[g - 1] if g else None, psi_t, grid, cache)
+            mu_n, sigma_n = e.step_nocache(g, groups, psi_t, grid)
+            torch.testing.assert_close(mu_c, mu_n, rtol=0, atol=1e-4)
+            torch.testing.assert_close(sigma_c, sigma_n, rtol=1e-4, atol=1e-5)
+            pc = quantize_params(mu_c, sigma_c, codec.settings)
+            pn = quantize_params(mu_n, sigma_n, codec.settings)
+            for a, b in zip((pc.base, pc.mean_idx, pc.scale_idx), (pn.base, pn.mean_idx,
+                                                                     pn.scale_idx), strict=True):
+                assert (a != b).mean() < 1e-3  # float rounding may flip a rare boundary case
+    with_cache = codec.time_entropy_model(crop(256, 192), 50, use_cache=True)
+    without = codec.time_entropy_model(crop(256, 192), 50, use_cache=False)
+    print(f"context cache speed-up on 256x192: {without / with_cache:.1f}x")
+
+
+def test_teacher_forced_parameters_match_the_coding_loop(codec, crop):
+    m = codec.model
+    with torch.no_grad():
+        y = m.g_a(pad(to_tensor(crop(128, 128)))).round()
+        psi = m.h_s(m.h_a(y).round())
+        mu, sigma = m.entropy(y, psi)
+        e = m.entropy
+        grid, psi_t, cache = e.layout.grid(*y.shape[-2:]), e.psi_tokens(psi), e.new_cache()
+        groups = e.layout.split(y)
+        mus = [e.step(g, groups[g - 1] if g else None, psi_t, grid, cache)[0]
+               for g in range(e.layout.num_groups)]
+    torch.testing.assert_close(e.layout.merge(mus, *y.shape[-2:]), mu, rtol=0, atol=1e-4)
+
+
+def test_perturbed_decoder_numerics_are_detected_not_decoded(crop):
+    """A decoder whose entropy parameters differ must fail loudly, never return an image."""
+    img = crop(128, 96)
+    good = Codec.load(device="cpu")
+    data = good.encode(img, 60)
+    bad = Codec.load(device="cpu")
+    with torch.no_grad():
+        bad.model.entropy.out_proj[3].bias.add_(0.37)
+    with pytest.raises(MismatchError, match="different numerics"):
+        bad.decode(data)
+
+
+def test_file_from_another_model_is_refused(codec, crop):
+    f = ct.parse(codec.encode(crop(64, 64), 50))
+    other = ct.GmxFile(f.image, ct.ModelInfo("gm-other", "0" * 64), f.coder, f.tiles)
+    with pytest.raises(DecodeError, match="gm-other"):
+        codec.decode(ct.serialize(other))
+
+
+def test_damaged_stream_with_valid_crc_fails_cleanly(codec, crop):
+    f = ct.parse(codec.encode(crop(96, 64), 50))
+    t = f.tiles[0]
+    words = bytearray(t.words)
+    words[len(words) // 2] ^= 0x5A
+    tile = ct.Tile(t.x, t.y, t.width, t.height, t.z_checksum, t.group_checksums, bytes(words))
+    damaged = ct.serialize(ct.GmxFile(f.image, f.model, f.coder, (tile,)))
+    with pytest.raises(DecodeError):
+        codec.decode(damaged)
+
+
+def test_grayscale_stays_grayscale_and_alpha_is_kept_losslessly(codec, crop):
+    gray = crop(80, 48).convert("L")
+    assert codec.decode(codec.encode(gray, 80)).mode == "L"
+    rgba = crop(80, 48).convert("RGBA")
+    alpha = np.arange(80 * 48, dtype=np.uint8).reshape(48, 80)
+    rgba.putalpha(__import__("PIL.Image", fromlist=["Image"]).fromarray(alpha))
+    out = codec.decode(codec.encode(rgba, 80))
+    assert out.mode == "RGBA"
+    assert np.array_equal(np.asarray(out)[..., 3], alpha)
+
+
+def test_large_images_are_transformed_in_tiles_without_seams(codec, sample_image, monkeypatch):
+    """A 2112-px-wide image is tiled; the result matches the untiled transform closely."""
+    import gmcodec.tiling as tiling
+    from PIL import Image
+
+    wide = Image.new("RGB", (2112, 128))
+    for i in range(3):
+        wide.paste(sample_image.crop((0, 200, 704, 328)), (i * 704, 0))
+    tiled = np.asarray(codec.reconstruct(wide, 50), dtype=np.int16)
+    monkeypatch.setattr(tiling, "TILE_ABOVE", 10**6)
+    whole = np.asarray(codec.reconstruct(wide, 50), dtype=np.int16)
+    assert np.abs(tiled - whole).max() <= 2

@@ -1,0 +1,58 @@
+"""Training: a short run writes a checkpoint, and a second run resumes from it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gmcodec import checkpoint
+from gmcodec.train import lr_at, parse_args, run
+
+
+@pytest.fixture
+def tiny_data(tmp_path, crop):
+    d = tmp_path / "data"
+    d.mkdir()
+    for i in range(3):
+        crop(96, 80, x=100 * i, y=50).save(d / f"{i}.png")
+    return d
+
+
+def _args(data, ckpt, minutes=0.03):
+    return parse_args(["--data", str(data), "--ckpt", str(ckpt), "--minutes", str(minutes),
+                       "--crop", "64", "--batch", "2", "--device", "cpu", "--slices", "16,176",
+                       "--warmup", "2"])
+
+
+def test_training_checkpoints_and_resumes_with_optimizer_state(tiny_data, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    first = run(_args(tiny_data, ckpt))
+    assert first["steps"] >= 1
+    meta, state, opt = checkpoint.load(ckpt)
+    assert meta["step"] == first["steps"] and len(meta["runs"]) == 1
+    assert any(k.endswith("exp_avg") for k in opt)
+    second = run(_args(tiny_data, ckpt))
+    meta2, state2, _ = checkpoint.load(ckpt)
+    assert second["start_step"] == first["steps"]
+    assert meta2["step"] == first["steps"] + second["steps"] and len(meta2["runs"]) == 2
+    changed = [not np.allclose(state[k].numpy(), state2[k].numpy()) for k in state]
+    assert any(changed)
+    log = json.loads((ckpt / "log.json").read_text())
+    assert log["start_step"] == first["steps"]
+
+
+def test_checkpoint_files_stay_under_the_shard_limit(tiny_data, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    run(_args(tiny_data, ckpt, minutes=0.01))
+    sizes = [p.stat().st_size for p in ckpt.glob("shard-*.pt")]
+    assert sizes and max(sizes) < 16 * 1024 * 1024
+
+
+def test_learning_rate_warms_up_then_decays():
+    a = parse_args(["--data", "x", "--ckpt", "y", "--minutes", "1", "--lr", "1e-3",
+                    "--warmup", "10"])
+    assert lr_at(a, 0, 0.0) < lr_at(a, 20, 0.1) == pytest.approx(1e-3)
+    assert lr_at(a, 500, 0.75) < 1e-3
+    assert lr_at(a, 900, 1.0) == pytest.approx(5e-5)
