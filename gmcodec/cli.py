@@ -1,8 +1,9 @@
 """The ``gmx`` command line: encode, decode, info, bench, train.
 
-A thin layer over the library: parse the arguments, read the inputs, call
-:mod:`gmcodec.codec`, :mod:`gmcodec.container` or :mod:`gmcodec.bench`, write the outputs
-atomically and print one summary line per file on stderr::
+A thin layer over the library: parse the arguments, call :mod:`gmcodec.codec`,
+:mod:`gmcodec.container` or :mod:`gmcodec.bench` (reading inputs and writing outputs
+atomically through :mod:`gmcodec.fileio`, fitting --bpp/--size with
+:mod:`gmcodec.ratecontrol`) and print one summary line per file on stderr::
 
     gmx encode in.png out.gmx          gmx decode out.gmx back.png
     gmx info out.gmx -v                gmx bench kodak/ -o report/
@@ -13,52 +14,46 @@ start fast and work without it. Exit status: 0 ok, 1 a file failed, 2 usage, 130
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
-import secrets
 import shlex
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, NoReturn
 
 import click
 from click.core import ParameterSource
-from PIL import Image, ImageOps
+from PIL import Image
 
 from . import __version__
 from . import container as ct
+from .constants import DEFAULT_QUALITY, QUALITY_MAX, QUALITY_MIN
+from .fileio import (
+    STDIO,
+    FileError,
+    atomic_path,
+    check_output,
+    encode_image,
+    fit_mode,
+    open_image,
+    output_format,
+    read_input,
+    write_output,
+)
+from .ratecontrol import RateFit, fit_rate
 
-# Mirrors of gmcodec.codec's constants (importing codec would import torch); a test pins them.
-QUALITY_MIN, QUALITY_MAX = 0.0, 100.0
-DEFAULT_QUALITY = 75.0
 DEVICES = ("auto", "cpu", "cuda")
 BENCH_CODECS = ("gmx", "jpeg", "webp", "avif")
 """Codec names ``gmx bench`` knows (mirror of ``gmcodec.bench.DEFAULT_CODECS``)."""
 
-RATE_TOLERANCE = 0.02
-"""--bpp/--size stop once the file is at most this fraction below the target (never above)."""
-RATE_MAX_STEPS = 12
-"""--bpp/--size give up after this many encodes (plus at most one at an end of the range)."""
-_CENTI_MAX = round(QUALITY_MAX * 100)  # the file stores the quality in hundredths
-
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-STDIO = "-"
-DECODE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
-DECODE_FORMATS |= {".tif": "TIFF", ".tiff": "TIFF"}
-_SAVE_OPTIONS: dict[str, dict[str, Any]] = {
-    "PNG": {},
-    "JPEG": {"quality": 95},
-    "WEBP": {"lossless": True},
-    "TIFF": {"compression": "tiff_adobe_deflate"},
-}
 
 EXIT_STATUS = {
     EXIT_OK: "success",
@@ -99,10 +94,6 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
 
 
 # --------------------------------------------------------------------------- errors
-
-
-class FileError(Exception):
-    """One file failed; the message is one line and the other files go on."""
 
 
 class FatalError(Exception):
@@ -173,240 +164,7 @@ class Console:
         click.echo(prefix + line, file=stream)
 
 
-# --------------------------------------------------------------------------- atomic writes
-
-
-def _temp_path(path: Path) -> tuple[int, Path]:
-    """Create an empty, exclusive temp file beside path; return (fd, its path)."""
-    for _ in range(8):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileError(f"cannot create a temporary file beside {path}")
-
-
-def _commit(tmp: Path, path: Path, force: bool) -> None:
-    """Move tmp to path; without force, never replace an existing file (even in a race)."""
-    if force:
-        os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)  # fails if path exists: an atomic no-clobber rename
-    except FileExistsError:
-        raise FileError(f"{path} exists (use --force to overwrite)") from None
-    except OSError:  # no hard links on this filesystem
-        if os.path.lexists(path):
-            raise FileError(f"{path} exists (use --force to overwrite)") from None
-        os.replace(tmp, path)
-        return
-    os.unlink(tmp)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike[str], force: bool = False) -> Iterator[BinaryIO]:
-    """A binary file that appears at path only if the block succeeds (temp, fsync, rename).
-
-    On any exception, KeyboardInterrupt included, the temp file is removed and path is
-    left as it was.
-    """
-    path = Path(path)
-    fd, tmp = _temp_path(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        _commit(tmp, path, force)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def write_output(dst: str, data: bytes, force: bool) -> None:
-    """Write data to the file dst atomically, or to stdout when dst is '-'."""
-    if dst != STDIO:
-        with atomic_output(dst, force) as fh:
-            fh.write(data)
-        return
-    stdout = click.get_binary_stream("stdout")
-    try:
-        stdout.write(data)
-        stdout.flush()
-    except BrokenPipeError:
-        _silence_stdout()
-        raise FileError("stdout was closed early (broken pipe)") from None
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so that Python's exit-time flush does not fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, io.UnsupportedOperation):
-        pass
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def read_input(src: str, max_bytes: int) -> bytes:
-    """The bytes of the file src (or stdin for '-'), refused past max_bytes before reading."""
-    if src == STDIO:
-        data = click.get_binary_stream("stdin").read(max_bytes + 1)
-        if not data:
-            raise FileError("stdin is empty")
-    else:
-        with open(src, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size > max_bytes:
-                raise FileError(f"file too large: {size:,} bytes, over the limit of {max_bytes:,}")
-            data = fh.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise FileError(f"input too large: over the limit of {max_bytes:,} bytes")
-    return data
-
-
-def _check_dimensions(width: int, height: int, limits: ct.Limits) -> None:
-    if max(width, height) > limits.max_dimension or width * height > limits.max_pixels:
-        raise FileError(
-            f"image {width}x{height} exceeds the size limits ({limits.max_dimension} px a side, "
-            f"{limits.max_pixels:,} pixels; see --max-dimension, --max-pixels)"
-        )
-
-
-@contextmanager
-def _own_size_limits() -> Iterator[None]:
-    """Let our Limits, checked before decoding, replace Pillow's decompression-bomb guard."""
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
-
-
-def open_image(data: bytes, limits: ct.Limits, strip: bool = False) -> Image.Image:
-    """Decode an image file's bytes with Pillow; its size is checked before the pixels load."""
-    if data.startswith(ct.SIGNATURE):
-        raise FileError("this is a .gmx file already (use gmx decode)")
-    with _own_size_limits():
-        img = Image.open(io.BytesIO(data))
-        _check_dimensions(img.width, img.height, limits)
-        img.load()
-    if strip:
-        img = ImageOps.exif_transpose(img)  # keep the look once the orientation tag is gone
-        img.info.pop("icc_profile", None)
-        img.info.pop("exif", None)
-    return img
-
-
-# --------------------------------------------------------------------------- rate control
-
-
-@dataclass(frozen=True)
-class RateFit:
-    """What --bpp/--size found: the file, its quality and how many encodes it took."""
-
-    data: bytes = field(repr=False)
-    quality: float
-    encodes: int
-    within: bool
-    """The size is in [target * (1 - tolerance), target]."""
-    note: str = ""
-
-
-def fit_rate(
-    encode: Callable[[float], bytes],
-    target_bytes: float,
-    tolerance: float = RATE_TOLERANCE,
-    max_steps: int = RATE_MAX_STEPS,
-) -> RateFit:
-    """Search the quality (0..100 in steps of 0.01) for the largest file not over target_bytes.
-
-    A safeguarded bisection: the quality interval known to hold the answer only shrinks.
-    Each probe follows the secant of log(size) through the last two files (from one file, a
-    typical slope), kept inside the interval; when the interval has not halved in two
-    probes, the next probe is its midpoint. Needs the size to grow with the quality. Stops
-    at the first file within ``tolerance`` below the target, else after ``max_steps``
-    encodes; it then tries the end of the range that was never reached when no file fit,
-    or when every file fit.
-    """
-    lo, hi = 0, _CENTI_MAX
-    aim = (1 - tolerance / 2) * target_bytes
-    best: tuple[int, bytes] | None = None
-    tried: list[tuple[int, int]] = []  # (quality in hundredths, bytes)
-    widths = [hi - lo]
-    while len(tried) < max_steps and hi - lo > 1:
-        stalled = len(widths) > 2 and widths[-1] > widths[-3] / 2
-        centi = _next_probe(lo, hi, tried[-2:], aim, bisect=stalled)
-        data = encode(centi / 100)
-        tried.append((centi, len(data)))
-        if len(data) > target_bytes:
-            hi = centi
-        else:
-            lo, best = centi, (centi, data)
-            if len(data) >= (1 - tolerance) * target_bytes:
-                return RateFit(data, centi / 100, len(tried), True)
-        widths.append(hi - lo)
-    return _fit_ends(encode, target_bytes, tolerance, best, hi, len(tried))
-
-
-_LOG_SIZE_PER_CENTI = math.log(2) / 3000
-"""Typical slope of log(size) over the quality in hundredths: the size doubles per ~30."""
-
-
-def _next_probe(lo: int, hi: int, recent: list[tuple[int, int]], aim: float, bisect: bool) -> int:
-    """The next quality (hundredths) to try, strictly inside (lo, hi)."""
-    guess = (lo + hi) / 2
-    if not bisect and recent:
-        (q0, s0), (q1, s1) = recent[0], recent[-1]
-        slope = math.log(s1 / s0) / (q1 - q0) if q1 != q0 and s1 != s0 else _LOG_SIZE_PER_CENTI
-        guess = q1 + math.log(aim / s1) / slope if slope > 0 else guess
-    return min(max(round(guess), lo + 1), hi - 1)
-
-
-def _fit_ends(
-    encode: Callable[[float], bytes],
-    target_bytes: float,
-    tolerance: float,
-    best: tuple[int, bytes] | None,
-    hi: int,
-    steps: int,
-) -> RateFit:
-    """fit_rate's last word: try quality 0 (nothing fit) or 100 (everything fit)."""
-    if best is None or hi == _CENTI_MAX:
-        end = 0 if best is None else _CENTI_MAX
-        data = encode(end / 100)
-        steps += 1
-        if len(data) <= target_bytes or best is None:
-            best = (end, data)
-    centi, data = best
-    within = (1 - tolerance) * target_bytes <= len(data) <= target_bytes
-    if within:
-        note = ""
-    elif len(data) > target_bytes:
-        note = f"the target is below the lowest rate ({len(data):,} bytes at quality 0)"
-    elif centi == _CENTI_MAX:
-        note = "the target is above the highest rate (quality 100)"
-    else:
-        note = f"closest file below the target after {steps} encodes"
-    return RateFit(data, centi / 100, steps, within, note)
+# --------------------------------------------------------------------------- option types
 
 
 def _parse_size(text: str) -> int:
@@ -522,28 +280,10 @@ def _mark_collisions(jobs: list[Job]) -> list[Job]:
 
 
 def _check_paths(job: Job, force: bool) -> None:
-    """Refuse before any work: output = input, an existing output without --force, a folder."""
+    """Refuse before any work: a job marked failed, or an output fileio.check_output refuses."""
     if job.problem:
         raise FileError(job.problem)
-    if job.dst == STDIO:
-        if click.get_binary_stream("stdout").isatty():
-            raise FileError("refusing to write binary data to a terminal (redirect stdout)")
-        return
-    if job.src != STDIO and _same_file(job.src, job.dst):
-        raise FileError("input and output are the same file")
-    if os.path.isdir(job.dst):
-        raise FileError(f"output {job.dst} is a folder")
-    if not force and os.path.lexists(job.dst):
-        raise FileError(f"{job.dst} exists (use --force to overwrite)")
-
-
-def _same_file(a: str, b: str) -> bool:
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
+    check_output(job.src, job.dst, force)
 
 
 def _looks_like_image(path: str) -> bool:
@@ -656,42 +396,13 @@ def decode_one(job: Job, io_: IoSettings) -> None:
     start = time.perf_counter()
     img, stages = codec.decode_timed(data, timing=io_.console.verbose)
     seconds = time.perf_counter() - start
-    img, dropped = _fit_mode(img, fmt)
+    img, dropped = fit_mode(img, fmt)
     if dropped:
         io_.console.warn(job.name, f"{fmt} has no alpha channel: alpha dropped")
     write_output(job.dst, encode_image(img, fmt), io_.force)
     io_.console.summary(f"{job.out_name}: {img.width}x{img.height}, {seconds:.2f} s")
     if stages:
         io_.console.note(_stage_note(stages))
-
-
-def output_format(dst: str) -> str:
-    """Pillow's format name for an output path: from the suffix, PNG for stdout or none."""
-    suffix = "" if dst == STDIO else Path(dst).suffix.lower()
-    if suffix == "":
-        return "PNG"
-    if suffix not in DECODE_FORMATS:
-        known = ", ".join(sorted(DECODE_FORMATS))
-        raise FileError(f"cannot write {suffix} files; the output suffix must be one of {known}")
-    return DECODE_FORMATS[suffix]
-
-
-def _fit_mode(img: Image.Image, fmt: str) -> tuple[Image.Image, bool]:
-    """img in a mode fmt can store; True when an alpha channel had to go."""
-    if fmt == "JPEG" and img.mode in ("RGBA", "LA"):
-        return img.convert(img.mode[:-1]), True
-    return img, False
-
-
-def encode_image(img: Image.Image, fmt: str) -> bytes:
-    """The bytes of img saved as fmt, with its ICC profile and EXIF when it has them."""
-    options = dict(_SAVE_OPTIONS[fmt])
-    for key in ("icc_profile", "exif"):
-        if img.info.get(key):
-            options[key] = img.info[key]
-    buffer = io.BytesIO()
-    img.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
 
 
 def run_jobs(jobs: Sequence[Job], work: Callable[[Job], None], console: Console, verb: str) -> int:
@@ -1037,15 +748,8 @@ def _bits_map(src: str, png: str, device: str, force: bool, console: Console) ->
 
 def _write_bits_map(analysis: Any, src: str, png: str, device: str, force: bool) -> None:
     """analysis.write_bits_map into a temp .png beside png, then moved into place."""
-    fd, tmp = _temp_path(Path(png))
-    os.close(fd)
-    tmp_png = tmp.with_suffix(".png")
-    try:
+    with atomic_path(png, ".png", force) as tmp_png:
         analysis.write_bits_map(src, str(tmp_png), device=device)
-        _commit(tmp_png, Path(png), force)
-    finally:
-        tmp.unlink(missing_ok=True)
-        tmp_png.unlink(missing_ok=True)
 
 
 def format_group_bits(groups: Sequence[dict[str, Any]]) -> str:

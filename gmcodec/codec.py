@@ -25,13 +25,11 @@ from .coder import (
     StreamWriter,
     quantize_params,
 )
+from .constants import DEFAULT_QUALITY, QUALITY_MAX, QUALITY_MIN
 from .entropy.grouped_mixer import GroupedMixer
 from .imageio import pad, to_image, to_tensor
 from .model import GMModel
 from .tiling import analysis, synthesis
-
-QUALITY_MIN, QUALITY_MAX = 0.0, 100.0
-DEFAULT_QUALITY = 75.0
 
 
 class MismatchError(DecodeError):

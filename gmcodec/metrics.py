@@ -1,6 +1,7 @@
 """Image-quality metrics, Bjontegaard rate differences and published RD anchors.
 
-* :func:`psnr` and :func:`ms_ssim` compare two 8-bit images (``H x W`` or ``H x W x C``).
+* :func:`psnr` and :func:`ms_ssim` compare two 8-bit images (``H x W`` or ``H x W x C``);
+  :func:`mean_or_none` averages them over images where some may be missing.
 * :func:`bd_rate` is the Bjontegaard rate difference of a *test* curve against an *anchor*
   curve: log-rate is interpolated as a function of quality with a piecewise cubic Hermite
   (PCHIP) interpolant and integrated over the quality interval both curves cover.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "bd_rate",
     "load_anchor",
     "load_anchors",
+    "mean_or_none",
     "ms_ssim",
     "msssim_db",
     "mse",
@@ -101,6 +103,12 @@ def msssim_db(value: float) -> float:
     if value >= 1.0:
         return math.inf
     return -10.0 * math.log10(1.0 - value)
+
+
+def mean_or_none(values: Iterable[float | None]) -> float | None:
+    """Mean of the values that are not None, or None when there are none."""
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
 
 
 # --------------------------------------------------------------------------- PCHIP / BD-rate

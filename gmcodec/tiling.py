@@ -19,8 +19,9 @@ def _spans(size: int, tile: int) -> list[tuple[int, int]]:
     return [(a, min(a + tile, size)) for a in range(0, size, tile)]
 
 
-def apply_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int,
-                halo: int, scale: float) -> torch.Tensor:
+def apply_tiled(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, halo: int, scale: float
+) -> torch.Tensor:
     """``fn(x)`` computed tile by tile; ``fn`` maps [1, C, h, w] to [1, C', h*scale, w*scale].
 
     ``tile`` and ``halo`` are in units of x and must keep tile edges on the grid where
@@ -36,9 +37,9 @@ def apply_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, til
                 out = part.new_empty(1, part.shape[1], round(h * scale), round(w * scale))
             rows = slice(round((y0 - top) * scale), round((y1 - top) * scale))
             cols = slice(round((x0 - left) * scale), round((x1 - left) * scale))
-            out[..., round(y0 * scale) : round(y1 * scale), round(x0 * scale) : round(x1 * scale)] = (
-                part[..., rows, cols]
-            )
+            out[
+                ..., round(y0 * scale) : round(y1 * scale), round(x0 * scale) : round(x1 * scale)
+            ] = part[..., rows, cols]
     assert out is not None
     return out
 

@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 import gmcodec
-from gmcodec import cli
+from gmcodec import cli, fileio, ratecontrol
 from gmcodec import container as ct
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,7 +120,7 @@ def test_decode_from_stdin_to_stdout_writes_png(decoded, encoded):
     assert result.exit_code == 0, result.output
     assert result.stdout_bytes.startswith(b"\x89PNG")
     with Image.open(decoded[0]) as expected:
-        assert result.stdout_bytes == cli.encode_image(expected, "PNG")
+        assert result.stdout_bytes == fileio.encode_image(expected, "PNG")
 
 
 def test_encode_pipe_in_a_real_process_matches_the_file(encoded, work):
@@ -286,7 +286,7 @@ def test_unexpected_errors_are_one_line_too(work, monkeypatch):
 
 def test_interrupt_removes_the_temp_file_and_exits_130(work, monkeypatch):
     target = work / "interrupted.gmx"
-    with pytest.raises(KeyboardInterrupt), cli.atomic_output(target) as fh:
+    with pytest.raises(KeyboardInterrupt), fileio.atomic_output(target) as fh:
         fh.write(b"partial")
         raise KeyboardInterrupt
     assert not target.exists() and not leftovers(work)
@@ -307,7 +307,7 @@ def test_bpp_target_is_met_within_tolerance(work):
     result = gmx("encode", work / "small.png", out, "--bpp", "2.5")
     assert result.exit_code == 0, result.output
     bpp = 8 * out.stat().st_size / (64 * 48)
-    assert (1 - cli.RATE_TOLERANCE) * 2.5 <= bpp <= 2.5
+    assert (1 - ratecontrol.RATE_TOLERANCE) * 2.5 <= bpp <= 2.5
     assert "(target 2.5 bpp," in result.stderr
 
 
@@ -315,7 +315,7 @@ def test_size_target_is_met_within_tolerance(work):
     out = work / "sized.gmx"
     result = gmx("encode", work / "small.png", out, "--size", "1k")
     assert result.exit_code == 0, result.output
-    assert (1 - cli.RATE_TOLERANCE) * 1000 <= out.stat().st_size <= 1000
+    assert (1 - ratecontrol.RATE_TOLERANCE) * 1000 <= out.stat().st_size <= 1000
 
 
 def fake_encoder(calls: list[float], size=lambda q: 200 * 2 ** (q / 20)):
@@ -335,16 +335,16 @@ def fake_encoder(calls: list[float], size=lambda q: 200 * 2 ** (q / 20)):
 )
 def test_fit_rate_stops_inside_the_window_never_above(size):
     calls: list[float] = []
-    fit = cli.fit_rate(fake_encoder(calls, size), 1000)
+    fit = ratecontrol.fit_rate(fake_encoder(calls, size), 1000)
     assert fit.within and 980 <= len(fit.data) <= 1000
-    assert fit.encodes == len(calls) <= cli.RATE_MAX_STEPS
+    assert fit.encodes == len(calls) <= ratecontrol.RATE_MAX_STEPS
     assert len(fit.data) == int(size(fit.quality))
 
 
 def test_fit_rate_reports_unreachable_targets():
-    low = cli.fit_rate(fake_encoder([]), 100)
+    low = ratecontrol.fit_rate(fake_encoder([]), 100)
     assert (low.quality, low.within) == (0, False) and "lowest rate" in low.note
-    high = cli.fit_rate(fake_encoder([]), 10**6)
+    high = ratecontrol.fit_rate(fake_encoder([]), 10**6)
     assert (high.quality, high.within) == (100, False) and "highest rate" in high.note
 
 
@@ -385,9 +385,9 @@ def test_strip_drops_icc_and_exif(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90
     Image.new("RGB", (8, 4)).save(path, icc_profile=b"fake icc", exif=exif)
-    kept = cli.open_image(path.read_bytes(), ct.Limits())
+    kept = fileio.open_image(path.read_bytes(), ct.Limits())
     assert kept.info.get("icc_profile") and kept.info.get("exif")
-    stripped = cli.open_image(path.read_bytes(), ct.Limits(), strip=True)
+    stripped = fileio.open_image(path.read_bytes(), ct.Limits(), strip=True)
     assert "icc_profile" not in stripped.info and "exif" not in stripped.info
     assert stripped.size == (4, 8)
 

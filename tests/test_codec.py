@@ -15,8 +15,10 @@ from gmcodec.coder import DecodeError
 from gmcodec.imageio import pad, to_tensor
 
 
-@pytest.mark.parametrize(("w", "h", "quality"), [(64, 64, 50), (100, 77, 10), (130, 70, 90),
-                                                  (1, 1, 75), (200, 129, 0), (65, 200, 100)])
+@pytest.mark.parametrize(
+    ("w", "h", "quality"),
+    [(64, 64, 50), (100, 77, 10), (130, 70, 90), (1, 1, 75), (200, 129, 0), (65, 200, 100)],
+)
 def test_decoded_latents_equal_encoded_latents(codec, crop, w, h, quality):
     img = crop(w, h)
     q = quality_to_q(quality, codec.model.num_qualities)
@@ -49,8 +51,10 @@ def test_decoding_twice_and_in_a_fresh_process_gives_identical_pixels(codec, cro
     assert np.array_equal(first, second)
     src, dst = tmp_path / "x.gmx", tmp_path / "x.npy"
     src.write_bytes(data)
-    code = ("import numpy as np, gmcodec; "
-            f"np.save(r'{dst}', np.asarray(gmcodec.decode(open(r'{src}', 'rb').read(), 'cpu')))")
+    code = (
+        "import numpy as np, gmcodec; "
+        f"np.save(r'{dst}', np.asarray(gmcodec.decode(open(r'{src}', 'rb').read(), 'cpu')))"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
     assert np.array_equal(np.load(dst), first)
 
@@ -90,8 +94,11 @@ def test_cache_and_no_cache_paths_give_identical_parameters(codec, crop):
             torch.testing.assert_close(sigma_c, sigma_n, rtol=1e-4, atol=1e-5)
             pc = quantize_params(mu_c, sigma_c, codec.settings)
             pn = quantize_params(mu_n, sigma_n, codec.settings)
-            for a, b in zip((pc.base, pc.mean_idx, pc.scale_idx), (pn.base, pn.mean_idx,
-                                                                     pn.scale_idx), strict=True):
+            for a, b in zip(
+                (pc.base, pc.mean_idx, pc.scale_idx),
+                (pn.base, pn.mean_idx, pn.scale_idx),
+                strict=True,
+            ):
                 assert (a != b).mean() < 1e-3  # float rounding may flip a rare boundary case
     with_cache = codec.time_entropy_model(crop(256, 192), 50, use_cache=True)
     without = codec.time_entropy_model(crop(256, 192), 50, use_cache=False)
@@ -107,8 +114,10 @@ def test_teacher_forced_parameters_match_the_coding_loop(codec, crop):
         e = m.entropy
         grid, psi_t, cache = e.layout.grid(*y.shape[-2:]), e.psi_tokens(psi), e.new_cache()
         groups = e.layout.split(y)
-        mus = [e.step(g, groups[g - 1] if g else None, psi_t, grid, cache)[0]
-               for g in range(e.layout.num_groups)]
+        mus = [
+            e.step(g, groups[g - 1] if g else None, psi_t, grid, cache)[0]
+            for g in range(e.layout.num_groups)
+        ]
     torch.testing.assert_close(e.layout.merge(mus, *y.shape[-2:]), mu, rtol=0, atol=1e-4)
 
 
@@ -155,8 +164,9 @@ def test_grayscale_stays_grayscale_and_alpha_is_kept_losslessly(codec, crop):
 
 def test_large_images_are_transformed_in_tiles_without_seams(codec, sample_image, monkeypatch):
     """A 2112-px-wide image is tiled; the result matches the untiled transform closely."""
-    import gmcodec.tiling as tiling
     from PIL import Image
+
+    import gmcodec.tiling as tiling
 
     wide = Image.new("RGB", (2112, 128))
     for i in range(3):

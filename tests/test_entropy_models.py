@@ -11,8 +11,9 @@ from gmcodec.config import ModelConfig
 from gmcodec.entropy import FactorizedPrior, GroupedMixer, GroupLayout
 from gmcodec.model import GMModel
 
-SMALL = ModelConfig(N=16, M=24, Nz=8, C=16, slices=(4, 8, 12), d_model=16, heads=2, depth=2,
-                    window=2)
+SMALL = ModelConfig(
+    N=16, M=24, Nz=8, C=16, slices=(4, 8, 12), d_model=16, heads=2, depth=2, window=2
+)
 
 
 @pytest.mark.parametrize("spatial", [1, 4])
@@ -35,8 +36,10 @@ def test_parameters_of_a_group_depend_only_on_earlier_groups(spatial):
         changed = layout.split(y)
         changed[g] = changed[g] + 3.0
         mu2, _ = mixer(layout.merge(changed, 6, 10), psi)
-        same = [torch.allclose(a, b, atol=1e-6) for a, b in
-                zip(layout.split(mu), layout.split(mu2), strict=True)]
+        same = [
+            torch.allclose(a, b, atol=1e-6)
+            for a, b in zip(layout.split(mu), layout.split(mu2), strict=True)
+        ]
         assert all(same[: g + 1]), f"group {g} leaked into groups <= {g}"
         if g + 1 < layout.num_groups:
             assert not all(same[g + 1 :]), f"group {g} is not used by any later group"

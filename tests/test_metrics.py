@@ -58,6 +58,11 @@ def test_ms_ssim_is_one_for_identical_and_lower_for_noisy() -> None:
     assert metrics.ms_ssim(a, noisy) < 0.999
 
 
+def test_mean_or_none_skips_missing_values() -> None:
+    assert metrics.mean_or_none([1.0, None, 3.0]) == pytest.approx(2.0)
+    assert metrics.mean_or_none(iter([None, None])) is None
+
+
 def test_bd_rate_of_a_curve_against_itself_is_zero() -> None:
     assert metrics.bd_rate(RATES, PSNRS, RATES, PSNRS) == pytest.approx(0.0, abs=1e-9)
 

@@ -21,9 +21,26 @@ def tiny_data(tmp_path, crop):
 
 
 def _args(data, ckpt, minutes=0.03):
-    return parse_args(["--data", str(data), "--ckpt", str(ckpt), "--minutes", str(minutes),
-                       "--crop", "64", "--batch", "2", "--device", "cpu", "--slices", "16,176",
-                       "--warmup", "2"])
+    return parse_args(
+        [
+            "--data",
+            str(data),
+            "--ckpt",
+            str(ckpt),
+            "--minutes",
+            str(minutes),
+            "--crop",
+            "64",
+            "--batch",
+            "2",
+            "--device",
+            "cpu",
+            "--slices",
+            "16,176",
+            "--warmup",
+            "2",
+        ]
+    )
 
 
 def test_training_checkpoints_and_resumes_with_optimizer_state(tiny_data, tmp_path):
@@ -51,8 +68,9 @@ def test_checkpoint_files_stay_under_the_shard_limit(tiny_data, tmp_path):
 
 
 def test_learning_rate_warms_up_then_decays():
-    a = parse_args(["--data", "x", "--ckpt", "y", "--minutes", "1", "--lr", "1e-3",
-                    "--warmup", "10"])
+    a = parse_args(
+        ["--data", "x", "--ckpt", "y", "--minutes", "1", "--lr", "1e-3", "--warmup", "10"]
+    )
     assert lr_at(a, 0, 0.0) < lr_at(a, 20, 0.1) == pytest.approx(1e-3)
     assert lr_at(a, 500, 0.75) < 1e-3
     assert lr_at(a, 900, 1.0) == pytest.approx(5e-5)
