@@ -147,6 +147,7 @@ class Codec:
         self.settings = settings or CoderSettings()
         self.limits = limits or ct.Limits()
         self.pmf = model.prior.pmf_table()
+        self._others: dict[str, Codec] = {}
         self.z_range = model.prior.z_range
 
     @classmethod
@@ -240,7 +241,9 @@ class Codec:
         st = Stages(timing, self.device.type == "cuda")
         st.start()
         f = ct.parse(data, self.limits)
-        self._check_model(f.model)
+        owner = self.codec_for(f.model)
+        if owner is not self:
+            return owner.decode_timed(data, timing)
         st.lap("container")
         q = quality_to_q(f.coder.quality, self.model.num_qualities)
         canvas = Image.new("RGB", (f.image.width, f.image.height))
@@ -256,12 +259,29 @@ class Codec:
         st.lap("container")
         return img, st.seconds
 
-    def _check_model(self, info: ct.ModelInfo) -> None:
-        if info.model_id != self.model_id or info.weights_sha256 != self.sha256:
+    def codec_for(self, info: ct.ModelInfo) -> Codec:
+        """The Codec for the model a file names: this one, or another shipped model.
+
+        Older files keep decoding after the default model changes, as long as the weights
+        they name (id and sha256) still ship in ``weights/``.
+        """
+        if info.model_id == self.model_id and info.weights_sha256 == self.sha256:
+            return self
+        if info.model_id not in self._others:
+            from .zoo import WeightsError
+
+            try:
+                other = Codec.load(info.model_id, str(self.device), self.limits)
+            except WeightsError as e:
+                raise DecodeError(f"file was made with model '{info.model_id}': {e}") from None
+            self._others[info.model_id] = other
+        other = self._others[info.model_id]
+        if other.sha256 != info.weights_sha256:
             raise DecodeError(
-                f"file was made with model '{info.model_id}' (weights {info.weights_sha256[:12]}), "
-                f"this gmx has '{self.model_id}' (weights {self.sha256[:12]})"
+                f"file was made with model '{info.model_id}' weights {info.weights_sha256[:12]}, "
+                f"this gmx ships {other.sha256[:12]} under that name"
             )
+        return other
 
     def _decode_z(self, reader: StreamReader, tile: ct.Tile, hz: int, wz: int) -> torch.Tensor:
         z_np = np.stack(

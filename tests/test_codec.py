@@ -175,3 +175,21 @@ def test_large_images_are_transformed_in_tiles_without_seams(codec, sample_image
     monkeypatch.setattr(tiling, "TILE_ABOVE", 10**6)
     whole = np.asarray(codec.reconstruct(wide, 50), dtype=np.int16)
     assert np.abs(tiled - whole).max() <= 2
+
+
+def test_files_made_with_an_older_shipped_model_still_decode(crop, tmp_path, monkeypatch):
+    import shutil
+
+    from gmcodec import zoo
+    from gmcodec.config import ModelConfig
+    from gmcodec.model import GMModel
+
+    shutil.copytree(zoo.weights_dir(), tmp_path / "w")
+    tiny = GMModel(ModelConfig(N=16, M=24, Nz=8, C=16, slices=(8, 16), d_model=16, heads=2))
+    zoo.export(tiny, "gm-old", tmp_path / "w", make_default=False)
+    monkeypatch.setenv("GMX_WEIGHTS", str(tmp_path / "w"))
+    old = Codec.load("gm-old", device="cpu")
+    data = old.encode(crop(96, 64), 50)
+    current = Codec.load(device="cpu")
+    assert current.model_id != "gm-old"
+    assert np.array_equal(np.asarray(current.decode(data)), np.asarray(old.decode(data)))
