@@ -28,6 +28,7 @@ import torch
 from . import container as ct
 from .codec import Codec, MismatchError, get_codec, group_loop
 from .coder import CoderSettings, DecodeError, GroupParams, StreamReader
+from .fileio import atomic_output
 
 MIN_PROBABILITY = 2.0**-24
 """Floor of a symbol's probability: constriction's models give every symbol at least this."""
@@ -315,7 +316,8 @@ def write_bits_map(
     name = Path(gmx_path).name if isinstance(gmx_path, str | os.PathLike) else "image"
     bpp = 8 * len(data) / (a.width * a.height)
     png = _render(a, img, f"{name}: quality {a.quality:g}, {len(data)} bytes, {bpp:.3f} bpp")
-    _write_atomic(Path(png_path), png)
+    with atomic_output(png_path, force=True) as fh:
+        fh.write(png)
     return a
 
 
@@ -360,12 +362,3 @@ def _render(a: BitsAnalysis, img: Any, title: str) -> bytes:
     buf = io.BytesIO()
     out.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -21,6 +21,7 @@ import shlex
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -353,13 +354,17 @@ def encode_one(job: Job, io_: IoSettings, enc: EncodeSettings) -> None:
     img = open_image(read_input(job.src, io_.limits.max_file_bytes), io_.limits, enc.strip)
     codec = io_.codec.get()
     start = time.perf_counter()
-    if enc.bpp is None and enc.size is None:
-        data, stages = codec.encode_timed(img, enc.quality, timing=io_.console.verbose)
-        fit = None
-    else:
-        fit = _encode_to_rate(codec, img, enc, io_.console)
-        data, stages = fit.data, {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if enc.bpp is None and enc.size is None:
+            data, stages = codec.encode_timed(img, enc.quality, timing=io_.console.verbose)
+            fit = None
+        else:
+            fit = _encode_to_rate(codec, img, enc, io_.console)
+            data, stages = fit.data, {}
     seconds = time.perf_counter() - start
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        io_.console.warn(job.name, message)
     write_output(job.dst, data, io_.force)
     bpp = 8 * len(data) / (img.width * img.height)
     line = f"{job.out_name}: {len(data):,} bytes, {bpp:.3f} bpp, {seconds:.2f} s"

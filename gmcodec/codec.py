@@ -8,6 +8,7 @@ codes the group (encoder) or decodes it (decoder) and returns the decoded values
 from __future__ import annotations
 
 import time
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from .constants import DEFAULT_QUALITY, QUALITY_MAX, QUALITY_MIN
 from .entropy.grouped_mixer import GroupedMixer
 from .imageio import pad, to_image, to_tensor
 from .model import GMModel
+from .pixels import PixelWarning, Prepared, prepare
 from .tiling import analysis, synthesis
 
 
@@ -114,20 +116,16 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def split_image(img: Image.Image) -> tuple[Image.Image, int, bytes | None]:
-    """(RGB image to code, channels 1 or 3, alpha plane or None): see gmcodec.pixels.
+def split_image(img: Image.Image) -> Prepared:
+    """The pixels to code and what travels with them (see gmcodec.pixels).
 
     Conversions the user should hear about are issued as ``pixels.PixelWarning``; a refused
     image raises ValueError.
     """
-    import warnings
-
-    from .pixels import PixelWarning, prepare
-
     prepared = prepare(img)
     for message in prepared.warnings:
-        warnings.warn(message, PixelWarning, stacklevel=3)
-    return prepared.rgb, prepared.channels, prepared.alpha
+        warnings.warn(message, PixelWarning, stacklevel=2)
+    return prepared
 
 
 class Codec:
@@ -178,7 +176,8 @@ class Codec:
         """Encode and return (bytes, seconds per stage)."""
         centi = round(float(quality) * 100)
         q = quality_to_q(centi / 100, self.model.num_qualities)
-        rgb, channels, alpha = split_image(img)
+        prep = split_image(img)
+        rgb, channels, alpha = prep.rgb, prep.channels, prep.alpha
         _check_size(rgb.width, rgb.height, self.limits)
         st = Stages(timing, self.device.type == "cuda")
         st.start()
@@ -189,8 +188,8 @@ class Codec:
             ct.ModelInfo(self.model_id, self.sha256),
             self._coder_info(centi),
             (tile,),
-            icc_profile=img.info.get("icc_profile") or None,
-            exif=_exif_bytes(img),
+            icc_profile=prep.icc_profile or None,
+            exif=_exif_bytes(prep.exif),
             alpha=ct.deflate_alpha(alpha, info) if alpha is not None else None,
         )
         data = ct.serialize(f)
@@ -338,7 +337,7 @@ class Codec:
     def reconstruct(self, img: Image.Image, quality: float = DEFAULT_QUALITY) -> Image.Image:
         """The RGB image a decoder will produce, computed from the encoder's own y_hat."""
         q = quality_to_q(round(float(quality) * 100) / 100, self.model.num_qualities)
-        rgb = split_image(img)[0]
+        rgb = split_image(img).rgb
         _, groups = self._encode_tile(to_tensor(rgb).to(self.device), q, Stages())
         return to_image(self._synthesize(groups, rgb.height, rgb.width, q))
 
@@ -347,7 +346,7 @@ class Codec:
     def time_entropy_model(self, img: Image.Image, quality: float, use_cache: bool = True) -> float:
         """Seconds to compute all groups' parameters, with or without the context cache."""
         m = self.model
-        rgb = split_image(img)[0]
+        rgb = split_image(img).rgb
         gain, _ = m.gains(torch.tensor([quality_to_q(quality, m.num_qualities)]))
         y = (analysis(m.g_a, pad(to_tensor(rgb).to(self.device))) * gain).round()
         psi = m.h_s(m.h_a(y).round().clamp(-self.z_range, self.z_range))
@@ -382,18 +381,16 @@ def _settings(c: ct.CoderInfo) -> CoderSettings:
 def _check_size(width: int, height: int, limits: ct.Limits) -> None:
     if width < 1 or height < 1:
         raise ValueError(f"image is empty ({width}x{height})")
-    if max(width, height) > limits.max_dimension or width * height > limits.max_pixels:
-        raise ValueError(
-            f"image {width}x{height} exceeds the size limits "
-            f"({limits.max_dimension} px a side, {limits.max_pixels} pixels)"
-        )
+    problem = limits.exceeded(width, height)
+    if problem:
+        raise ValueError(problem)
 
 
-def _exif_bytes(img: Image.Image) -> bytes | None:
+def _exif_bytes(exif: bytes | None) -> bytes | None:
     """EXIF as the container stores it (from the TIFF header on, FORMAT.md 3.7)."""
     from .pillow_plugin import container_exif
 
-    return container_exif(img.info.get("exif"))
+    return container_exif(exif)
 
 
 def _attach_metadata(img: Image.Image, f: ct.GmxFile) -> None:

@@ -107,6 +107,15 @@ class Limits:
     max_dimension: int = 65535
     max_file_bytes: int = 1 << 32
 
+    def exceeded(self, width: int, height: int) -> str | None:
+        """Why an image of this size is over the limits, or None when it is within them."""
+        if max(width, height) > self.max_dimension or width * height > self.max_pixels:
+            return (
+                f"image {width}x{height} exceeds the size limits ({self.max_dimension} px a "
+                f"side, {self.max_pixels:,} pixels)"
+            )
+        return None
+
 
 # ---------------------------------------------------------------------------------------------
 # Field validation (shared by the dataclasses and the reader)

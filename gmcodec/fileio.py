@@ -215,11 +215,9 @@ def read_input(src: str, max_bytes: int) -> bytes:
 
 
 def _check_dimensions(width: int, height: int, limits: ct.Limits) -> None:
-    if max(width, height) > limits.max_dimension or width * height > limits.max_pixels:
-        raise FileError(
-            f"image {width}x{height} exceeds the size limits ({limits.max_dimension} px a side, "
-            f"{limits.max_pixels:,} pixels; see --max-dimension, --max-pixels)"
-        )
+    problem = limits.exceeded(width, height)
+    if problem:
+        raise FileError(f"{problem[:-1]}; see --max-dimension, --max-pixels)")
 
 
 @contextmanager

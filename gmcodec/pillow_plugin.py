@@ -25,7 +25,6 @@ writes decoded images to other formats under the same policy.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -33,6 +32,7 @@ from typing import IO, Any, NamedTuple
 from PIL import Image, ImageFile, ImageOps
 
 from . import container as ct
+from .fileio import atomic_output
 
 FORMAT = "GMX"
 EXTENSION = ".gmx"
@@ -238,21 +238,11 @@ def save_with_metadata(
         params.setdefault("exif", EXIF_PREFIX + exif)
     params = {**_DEFAULT_PARAMS.get(fmt, {}), **params}
     if isinstance(path, str | os.PathLike):
-        _save_atomic(out, Path(path), fmt, params)
+        with atomic_output(path, force=True) as fh:
+            out.save(fh, format=fmt, **params)
     else:
         out.save(path, format=fmt, **params)
     return MetadataWritten(keep_icc, exif is not None, oriented)
-
-
-def _save_atomic(img: Image.Image, path: Path, fmt: str, params: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format=fmt, **params)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 register()

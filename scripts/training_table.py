@@ -1,0 +1,40 @@
+"""BD-rates of training-run evaluations against AVIF (measured by gmx bench) and VTM (published).
+
+Usage: python scripts/training_table.py BENCH_RESULTS_JSON RUN_LOG_JSON [RUN_LOG_JSON ...]
+
+Each run log is the JSON a `gmcodec.train` run writes (its "eval" holds mean bpp/PSNR per
+model quality on Kodak, from the model's likelihoods).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from gmcodec.metrics import bd_rate, load_anchors
+
+
+def curve(points: list[dict]) -> tuple[list[float], list[float]]:
+    return [p["bpp"] for p in points], [p["psnr"] for p in points]
+
+
+def main() -> None:
+    bench = json.load(open(sys.argv[1]))
+    avif = curve(bench["codecs"]["avif"])
+    jpeg = curve(bench["codecs"]["jpeg"])
+    vtm = next(a for a in load_anchors("../shared/anchors/kodak") if a.key == "vtm")
+    print("| run | steps | BD vs Pillow JPEG | BD vs Pillow AVIF | BD vs VTM |")
+    print("| --- | --- | --- | --- | --- |")
+    for path in sys.argv[2:]:
+        run = json.load(open(path))
+        rate, dist = curve(run["eval"])
+        row = [
+            bd_rate(*jpeg, rate, dist),
+            bd_rate(*avif, rate, dist),
+            bd_rate(vtm.bpp, vtm.psnr, rate, dist),
+        ]
+        print(f"| {path} | {run['steps']} | " + " | ".join(f"{v:+.1f}%" for v in row) + " |")
+
+
+if __name__ == "__main__":
+    main()
