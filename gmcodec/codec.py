@@ -141,6 +141,10 @@ class Codec:
         limits: ct.Limits | None = None,
     ) -> None:
         self.model = model.to(device).eval()
+        if device.type == "cpu":  # ~1.5x faster convolutions on CPU; the coded symbols are
+            # unaffected: g_a runs only in the encoder, g_s after entropy decoding
+            for transform in (self.model.g_a, self.model.g_s):
+                transform.to(memory_format=torch.channels_last)
         self.model_id, self.sha256, self.device = model_id, sha256, device
         self.settings = settings or CoderSettings()
         self.limits = limits or ct.Limits()
@@ -208,7 +212,8 @@ class Codec:
         """Code one tile; returns it with the decoded groups (what the decoder will see)."""
         m, s = self.model, _settings(self._coder_info(0))
         gain, _ = m.gains(torch.tensor([q]))
-        y = analysis(m.g_a, pad(x)) * gain
+        # contiguous: h_a/h_s must see the same memory layout as in the decoder (bit-exact psi)
+        y = analysis(m.g_a, pad(x)).contiguous() * gain
         st.lap("transforms")
         z_int = m.h_a(y).round().clamp(-self.z_range, self.z_range)
         psi = m.h_s(z_int)
@@ -348,7 +353,7 @@ class Codec:
         m = self.model
         rgb = split_image(img).rgb
         gain, _ = m.gains(torch.tensor([quality_to_q(quality, m.num_qualities)]))
-        y = (analysis(m.g_a, pad(to_tensor(rgb).to(self.device))) * gain).round()
+        y = (analysis(m.g_a, pad(to_tensor(rgb).to(self.device))).contiguous() * gain).round()
         psi = m.h_s(m.h_a(y).round().clamp(-self.z_range, self.z_range))
         groups = m.entropy.layout.split(y)
         st = Stages(True, self.device.type == "cuda")

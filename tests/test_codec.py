@@ -193,3 +193,12 @@ def test_files_made_with_an_older_shipped_model_still_decode(crop, tmp_path, mon
     current = Codec.load(device="cpu")
     assert current.model_id != "gm-old"
     assert np.array_equal(np.asarray(current.decode(data)), np.asarray(old.decode(data)))
+
+
+@pytest.mark.parametrize("quality", [25, 85])
+def test_full_size_image_round_trips_with_matching_checksums(codec, sample_image, quality):
+    """A whole 768x512 image: enough symbols that any encoder/decoder numeric drift shows."""
+    data = codec.encode(sample_image, quality)
+    assert np.array_equal(
+        np.asarray(codec.decode(data)), np.asarray(codec.reconstruct(sample_image, quality))
+    )
