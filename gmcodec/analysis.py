@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import os
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,8 @@ import numpy as np
 import torch
 
 from . import container as ct
-from .codec import Codec, MismatchError, get_codec, group_loop
-from .coder import CoderSettings, DecodeError, GroupParams, StreamReader
+from .codec import Codec, coder_settings, get_codec
+from .coder import CoderSettings, GroupParams
 from .fileio import atomic_output
 
 MIN_PROBABILITY = 2.0**-24
@@ -134,22 +133,6 @@ def _read(source: Source) -> bytes:
     return Path(source).read_bytes()
 
 
-def _crc(values: np.ndarray) -> int:
-    return zlib.crc32(values.astype("<i4").tobytes())
-
-
-def _settings(c: ct.CoderInfo) -> CoderSettings:
-    return CoderSettings(c.num_scales, c.scale_min, c.scale_max, c.mean_steps, c.symbol_range)
-
-
-def _check_model(codec: Codec, info: ct.ModelInfo) -> None:
-    if (info.model_id, info.weights_sha256) != (codec.model_id, codec.sha256):
-        raise DecodeError(
-            f"file was made with model '{info.model_id}' (weights {info.weights_sha256[:12]}), "
-            f"this gmx has '{codec.model_id}' (weights {codec.sha256[:12]})"
-        )
-
-
 @dataclass
 class _TileBits:
     """Bits of one tile: per group (tokens x channels), and z per hyper-latent position."""
@@ -159,46 +142,29 @@ class _TileBits:
 
 
 def _tile_bits(codec: Codec, tile: ct.Tile, s: CoderSettings) -> _TileBits:
-    m, table = codec.model, s.scale_table()
-    layout = m.entropy.layout
-    if len(tile.group_checksums) != layout.num_groups:
-        raise DecodeError(
-            f"file has {len(tile.group_checksums)} groups, model has {layout.num_groups}"
-        )
-    hz, wz = -(-tile.height // 64), -(-tile.width // 64)
-    reader = StreamReader(tile.words, s)
-    z, z_bits = [], []
-    for pmf in codec.pmf:
-        sym = reader.categorical(hz * wz, pmf)
-        z.append(sym - codec.z_range)
-        z_bits.append(categorical_bits(sym, pmf))
-    z_np = np.stack(z)
-    if _crc(z_np) != tile.z_checksum:
-        raise MismatchError("hyper-latent checksum mismatch: the file is damaged")
-    z_t = torch.from_numpy(z_np).float().reshape(1, -1, hz, wz).to(codec.device)
+    """Decode one tile with the codec's own decoding path, charging every symbol its bits."""
+    table, layout = s.scale_table(), codec.model.entropy.layout
     bits: list[np.ndarray] = []
 
-    def account(g: int, p: GroupParams) -> np.ndarray:
-        y_g = reader.residuals(p)
-        if _crc(y_g) != tile.group_checksums[g]:
-            raise MismatchError(f"decoded symbols of group {g} do not match the file's checksum")
+    def account(g: int, p: GroupParams, y_g: np.ndarray) -> None:
         mean, std = p.mean_idx / s.mean_steps, table[p.scale_idx]
         b = gaussian_bits(y_g - p.base, mean, std, s.symbol_range)
         bits.append(b.reshape(-1, layout.channels(g)))
-        return y_g
 
     with torch.no_grad():
-        group_loop(m.entropy, m.h_s(z_t), s, account)
-    reader.finish()
+        z_np, _ = codec.decode_latents(tile, s, account)
+    z_bits = [
+        categorical_bits(z + codec.z_range, pmf) for z, pmf in zip(z_np, codec.pmf, strict=True)
+    ]
+    hz, wz = -(-tile.height // 64), -(-tile.width // 64)
     return _TileBits(bits, np.stack(z_bits).sum(0).reshape(hz, wz))
 
 
 def analyze(source: Source, device: str = "auto", codec: Codec | None = None) -> BitsAnalysis:
     """Decode the streams of a ``.gmx`` file (bytes or path) and account for every bit."""
     f = ct.parse(_read(source))
-    codec = codec or get_codec(device)
-    _check_model(codec, f.model)
-    s, layout = _settings(f.coder), codec.model.entropy.layout
+    codec = (codec or get_codec(device)).codec_for(f.model)
+    s, layout = coder_settings(f.coder), codec.model.entropy.layout
     hy, wy = -(-f.image.height // LATENT_STRIDE), -(-f.image.width // LATENT_STRIDE)
     y_map, z_map = np.zeros((hy, wy)), np.zeros((hy, wy))
     group_sums, elements = np.zeros(layout.num_groups), np.zeros(layout.num_groups, np.int64)

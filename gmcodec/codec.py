@@ -27,6 +27,7 @@ from .coder import (
     quantize_params,
 )
 from .constants import DEFAULT_QUALITY, QUALITY_MAX, QUALITY_MIN
+from .device import pick_device
 from .entropy.grouped_mixer import GroupedMixer
 from .imageio import pad, to_image, to_tensor
 from .model import GMModel
@@ -103,17 +104,6 @@ class Stages:
         if self.sync:
             torch.cuda.synchronize()
         self._t = time.perf_counter()
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but no CUDA GPU is available")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device '{name}' (use auto, cpu or cuda)")
-    return torch.device(name)
 
 
 def split_image(img: Image.Image) -> Prepared:
@@ -210,7 +200,7 @@ class Codec:
         self, x: torch.Tensor, q: float, st: Stages
     ) -> tuple[ct.Tile, list[np.ndarray]]:
         """Code one tile; returns it with the decoded groups (what the decoder will see)."""
-        m, s = self.model, _settings(self._coder_info(0))
+        m, s = self.model, coder_settings(self._coder_info(0))
         gain, _ = m.gains(torch.tensor([q]))
         # contiguous: h_a/h_s must see the same memory layout as in the decoder (bit-exact psi)
         y = analysis(m.g_a, pad(x)).contiguous() * gain
@@ -252,7 +242,7 @@ class Codec:
         q = quality_to_q(f.coder.quality, self.model.num_qualities)
         canvas = Image.new("RGB", (f.image.width, f.image.height))
         for tile in f.tiles:
-            x_hat = self._decode_tile(tile, q, _settings(f.coder), st)
+            x_hat = self._decode_tile(tile, q, coder_settings(f.coder), st)
             canvas.paste(to_image(x_hat), (tile.x, tile.y))
         img = canvas.convert("L") if f.image.channels == 1 else canvas
         if f.alpha is not None:
@@ -287,38 +277,53 @@ class Codec:
             )
         return other
 
-    def _decode_z(self, reader: StreamReader, tile: ct.Tile, hz: int, wz: int) -> torch.Tensor:
-        z_np = np.stack(
-            [
-                reader.categorical(hz * wz, self.pmf[c]) - self.z_range
-                for c in range(self.pmf.shape[0])
-            ]
-        )
+    def _decode_z(self, reader: StreamReader, tile: ct.Tile, hz: int, wz: int) -> np.ndarray:
+        """z values [Nz, hz * wz], checksum verified."""
+        z_np = np.stack([reader.categorical(hz * wz, pmf) - self.z_range for pmf in self.pmf])
         if _crc(z_np) != tile.z_checksum:
             raise MismatchError("hyper-latent checksum mismatch: the file is damaged")
-        return torch.from_numpy(z_np).float().reshape(1, -1, hz, wz).to(self.device)
+        return z_np
 
-    def _decode_tile(self, tile: ct.Tile, q: float, s: CoderSettings, st: Stages) -> torch.Tensor:
-        m = self.model
-        hp, wp = -(-tile.height // 64) * 64, -(-tile.width // 64) * 64
-        layout = m.entropy.layout
+    def decode_latents(
+        self,
+        tile: ct.Tile,
+        s: CoderSettings,
+        observe: Callable[[int, GroupParams, np.ndarray], None] | None = None,
+        st: Stages | None = None,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Entropy-decode one tile: (z values [Nz, hz*wz], decoded groups of y_hat).
+
+        Every checksum is verified. ``observe(g, params, y_g)`` sees each group as it is
+        decoded (``gmcodec.analysis`` counts bits with it).
+        """
+        st = st or Stages()
+        layout = self.model.entropy.layout
         if len(tile.group_checksums) != layout.num_groups:
             raise DecodeError(
                 f"file has {len(tile.group_checksums)} groups, model has {layout.num_groups}"
             )
+        hz, wz = -(-tile.height // 64), -(-tile.width // 64)
         reader = StreamReader(tile.words, s)
-        psi = m.h_s(self._decode_z(reader, tile, hp // 64, wp // 64))
+        z_np = self._decode_z(reader, tile, hz, wz)
+        z = torch.from_numpy(z_np).float().reshape(1, -1, hz, wz).to(self.device)
+        psi = self.model.h_s(z)
         st.lap("hyperprior")
 
         def decode_group(g: int, p: GroupParams) -> np.ndarray:
             y_g = reader.residuals(p)
             if _crc(y_g) != tile.group_checksums[g]:
                 raise MismatchError(_MISMATCH.format(g=g, n=layout.num_groups))
+            if observe is not None:
+                observe(g, p, y_g)
             return y_g
 
-        groups = group_loop(m.entropy, psi, s, decode_group)
+        groups = group_loop(self.model.entropy, psi, s, decode_group)
         reader.finish()
         st.lap("mixer")
+        return z_np, groups
+
+    def _decode_tile(self, tile: ct.Tile, q: float, s: CoderSettings, st: Stages) -> torch.Tensor:
+        _, groups = self.decode_latents(tile, s, st=st)
         x_hat = self._synthesize(groups, tile.height, tile.width, q)
         st.lap("transforms")
         return x_hat
@@ -379,7 +384,8 @@ _MISMATCH = (
 )
 
 
-def _settings(c: ct.CoderInfo) -> CoderSettings:
+def coder_settings(c: ct.CoderInfo) -> CoderSettings:
+    """The coder settings a file's CODR chunk names."""
     return CoderSettings(c.num_scales, c.scale_min, c.scale_max, c.mean_steps, c.symbol_range)
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
 from .data import list_images
-from .imageio import pad, psnr, to_tensor
+from .imageio import pad, to_image, to_tensor
+from .metrics import psnr
 from .model import GMModel
 
 
@@ -30,6 +32,7 @@ def evaluate_rd(
             out = model(pad(x.to(device)), torch.tensor([float(q)], device=device), noise=False)
             h, w = x.shape[-2:]
             bpp += float(out["bits_y"] + out["bits_z"]) / (h * w)
-            dist += psnr(out["x_hat"][..., :h, :w].float().cpu(), x)
+            decoded = np.asarray(to_image(out["x_hat"][..., :h, :w].float().cpu()))
+            dist += psnr(np.asarray(to_image(x)), decoded)
         points.append({"q": float(q), "bpp": bpp / len(images), "psnr": dist / len(images)})
     return points

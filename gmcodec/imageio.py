@@ -27,10 +27,3 @@ def pad(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of 8-bit-rounded images a, b in [0, 1]."""
-    qa, qb = (t.clamp(0, 1).mul(255).round() for t in (a, b))
-    mse = (qa - qb).square().mean().item()
-    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)

@@ -22,6 +22,7 @@ import torch
 from . import checkpoint
 from .config import ModelConfig
 from .data import CropSampler, load_images
+from .device import pick_device
 from .evaluate import evaluate_rd
 from .model import GMModel
 
@@ -50,13 +51,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log", help="JSON log path (default: CKPT/log.json)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
-
-
-def pick_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def build(args: argparse.Namespace, device: torch.device) -> tuple[GMModel, dict]:
