@@ -742,19 +742,19 @@ def _bits_map(src: str, png: str, device: str, force: bool, console: Console) ->
     job = Job(src, png)
     try:
         _check_paths(job, force)
-        _write_bits_map(analysis, src, png, device, force)
-        if console.verbose:
-            click.echo(format_group_bits(analysis.group_bits(src, device=device)))
+        result = _write_bits_map(analysis, src, png, device, force)
+        if console.verbose:  # the map's own analysis: no second decode of the streams
+            click.echo(format_group_bits([g.as_dict() for g in result.groups]))
     except Exception as e:
         console.error(png, e)
         return
     console.summary(f"{png}: bits map written")
 
 
-def _write_bits_map(analysis: Any, src: str, png: str, device: str, force: bool) -> None:
+def _write_bits_map(analysis: Any, src: str, png: str, device: str, force: bool) -> Any:
     """analysis.write_bits_map into a temp .png beside png, then moved into place."""
     with atomic_path(png, ".png", force) as tmp_png:
-        analysis.write_bits_map(src, str(tmp_png), device=device)
+        return analysis.write_bits_map(src, str(tmp_png), device=device)
 
 
 def format_group_bits(groups: Sequence[dict[str, Any]]) -> str:

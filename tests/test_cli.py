@@ -196,8 +196,13 @@ def test_bits_map_without_analysis_module_fails_clearly(encoded, work, monkeypat
 
 def test_bits_map_hook_calls_analysis(encoded, work, monkeypatch):
     fake = types.ModuleType("gmcodec.analysis")
-    fake.write_bits_map = lambda src, png, device="auto": Image.new("L", (4, 3)).save(png)
-    fake.group_bits = lambda src, device="auto": [{"group": 0, "bits": 800, "bpp": 0.26}]
+    row = types.SimpleNamespace(as_dict=lambda: {"group": 0, "bits": 800, "bpp": 0.26})
+
+    def write_bits_map(src, png, device="auto"):  # like analysis: writes, returns its analysis
+        Image.new("L", (4, 3)).save(png)
+        return types.SimpleNamespace(groups=[row])
+
+    fake.write_bits_map = write_bits_map
     monkeypatch.setitem(sys.modules, "gmcodec.analysis", fake)
     monkeypatch.setattr(gmcodec, "analysis", fake, raising=False)
     png = work / "bits.png"
