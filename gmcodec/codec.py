@@ -39,19 +39,16 @@ class MismatchError(DecodeError):
     """Decoded symbols differ from the encoder's: different numerics (device or library)."""
 
 
-Q_EXTRAPOLATE = 2.0  # trained lambda points span q in [0, K-1]; the knob reaches beyond
-
-
-def quality_to_q(quality: float, num_qualities: int) -> float:
+def quality_to_q(quality: float, num_qualities: int, q_low: float = -2.0) -> float:
     """Map the user quality 0..100 (higher is better) linearly onto the model's q.
 
-    0 -> q = -2 and 100 -> q = K: the trained range [0, K-1] plus an extrapolated margin of
-    the gain vectors, which extends the rate range downwards (and a little upwards).
+    0 -> q = ``q_low`` (the model config's, -2 for gm-small-v1) and 100 -> q = K: the
+    trained range [0, K-1] plus extrapolated margins of the gain vectors, which extend the rate
+    range downwards (and a little upwards).
     """
     if not QUALITY_MIN <= quality <= QUALITY_MAX:
         raise ValueError(f"quality must be in [0, 100], got {quality}")
-    span = num_qualities - 1 + 1.0 + Q_EXTRAPOLATE
-    return -Q_EXTRAPOLATE + quality / QUALITY_MAX * span
+    return q_low + quality / QUALITY_MAX * (num_qualities - q_low)
 
 
 def _crc(values: np.ndarray) -> int:
@@ -163,13 +160,18 @@ class Codec:
         """Encode a PIL image; quality 0..100 (higher is better)."""
         return self.encode_timed(img, quality, timing=False)[0]
 
+    def model_q(self, quality: float) -> float:
+        """This model's q for a user quality 0..100 (its config's q_low at quality 0)."""
+        cfg = self.model.cfg
+        return quality_to_q(quality, self.model.num_qualities, cfg.q_low)
+
     @torch.no_grad()
     def encode_timed(
         self, img: Image.Image, quality: float = DEFAULT_QUALITY, timing: bool = True
     ) -> tuple[bytes, dict[str, float]]:
         """Encode and return (bytes, seconds per stage)."""
         centi = round(float(quality) * 100)
-        q = quality_to_q(centi / 100, self.model.num_qualities)
+        q = self.model_q(centi / 100)
         prep = split_image(img)
         rgb, channels, alpha = prep.rgb, prep.channels, prep.alpha
         _check_size(rgb.width, rgb.height, self.limits)
@@ -239,7 +241,7 @@ class Codec:
         if owner is not self:
             return owner.decode_timed(data, timing)
         st.lap("container")
-        q = quality_to_q(f.coder.quality, self.model.num_qualities)
+        q = self.model_q(f.coder.quality)
         canvas = Image.new("RGB", (f.image.width, f.image.height))
         for tile in f.tiles:
             x_hat = self._decode_tile(tile, q, coder_settings(f.coder), st)
@@ -346,7 +348,7 @@ class Codec:
     @torch.no_grad()
     def reconstruct(self, img: Image.Image, quality: float = DEFAULT_QUALITY) -> Image.Image:
         """The RGB image a decoder will produce, computed from the encoder's own y_hat."""
-        q = quality_to_q(round(float(quality) * 100) / 100, self.model.num_qualities)
+        q = self.model_q(round(float(quality) * 100) / 100)
         rgb = split_image(img).rgb
         _, groups = self._encode_tile(to_tensor(rgb).to(self.device), q, Stages())
         return to_image(self._synthesize(groups, rgb.height, rgb.width, q))
@@ -357,7 +359,7 @@ class Codec:
         """Seconds to compute all groups' parameters, with or without the context cache."""
         m = self.model
         rgb = split_image(img).rgb
-        gain, _ = m.gains(torch.tensor([quality_to_q(quality, m.num_qualities)]))
+        gain, _ = m.gains(torch.tensor([self.model_q(quality)]))
         y = (analysis(m.g_a, pad(to_tensor(rgb).to(self.device))).contiguous() * gain).round()
         psi = m.h_s(m.h_a(y).round().clamp(-self.z_range, self.z_range))
         groups = m.entropy.layout.split(y)

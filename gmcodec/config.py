@@ -29,6 +29,7 @@ class ModelConfig:
     mlp_ratio: int = 2
     entropy: str = "mixer"  # "mixer" (GroupedMixer) or "meanscale" (hyperprior-only baseline)
     lambdas: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.05, 0.1, 0.2)
+    q_low: float = -2.0  # the q that quality 0 maps to (below 0: extrapolated gain vectors)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -47,6 +48,8 @@ class ModelConfig:
             raise ValueError(f"entropy must be 'mixer' or 'meanscale', got {self.entropy!r}")
         if len(self.lambdas) < 2 or list(self.lambdas) != sorted(self.lambdas):
             raise ValueError(f"lambdas must be >= 2 increasing values, got {self.lambdas}")
+        if not -4.0 <= self.q_low <= 0.0:
+            raise ValueError(f"q_low must be in [-4, 0], got {self.q_low}")
 
     @property
     def num_groups(self) -> int:

@@ -177,11 +177,22 @@ def loop(model, opt, sampler, gen, args, device, meta, record, log_path) -> None
             record["history"].append(entry)
             print(json.dumps(entry), flush=True)
             acc, n = {}, 0
-        if time.time() - last_ckpt > args.ckpt_every * 60:
-            meta["elapsed_s"] = meta.get("elapsed_s", 0.0) + (time.time() - last_ckpt)
-            checkpoint.save(args.ckpt, model, opt, meta)
-            write_log(log_path, record)
-            last_ckpt = time.time()
+        last_ckpt = periodic_save(args, model, opt, meta, record, log_path, last_ckpt)
+    close_record(meta, record, step0, start, last_ckpt)
+
+
+def periodic_save(args, model, opt, meta, record, log_path: Path, last_ckpt: float) -> float:
+    """Checkpoint and log once ``--ckpt-every`` minutes have passed; returns the last save time."""
+    if time.time() - last_ckpt <= args.ckpt_every * 60:
+        return last_ckpt
+    meta["elapsed_s"] = meta.get("elapsed_s", 0.0) + (time.time() - last_ckpt)
+    checkpoint.save(args.ckpt, model, opt, meta)
+    write_log(log_path, record)
+    return time.time()
+
+
+def close_record(meta: dict, record: dict, step0: int, start: float, last_ckpt: float) -> None:
+    """Final elapsed time, step count and wall time of a run."""
     meta["elapsed_s"] = meta.get("elapsed_s", 0.0) + (time.time() - last_ckpt)
     record["steps"] = meta["step"] - step0
     record["train_s"] = round(time.time() - start, 1)

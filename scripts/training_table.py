@@ -1,9 +1,10 @@
 """BD-rates of training-run evaluations against AVIF (measured by gmx bench) and VTM (published).
 
-Usage: python scripts/training_table.py BENCH_RESULTS_JSON RUN_LOG_JSON [RUN_LOG_JSON ...]
+Usage: python scripts/training_table.py BENCH_RESULTS_JSON RUN_JSON [RUN_JSON ...]
 
-Each run log is the JSON a `gmcodec.train` run writes (its "eval" holds mean bpp/PSNR per
-model quality on Kodak, from the model's likelihoods).
+Each RUN_JSON is either the log a `gmcodec.train` run writes (its "eval" holds mean bpp/PSNR
+per model quality on Kodak, from the model's likelihoods) or the results.json of a later
+`gmx bench --codecs gmx` run (real files), compared with the Pillow curves of the first file.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for path in sys.argv[2:]:
         run = json.load(open(path))
-        rate, dist = curve(run["eval"])
+        rate, dist = curve(run["eval"] if "eval" in run else run["codecs"]["gmx"])
         row = [
             bd_rate(*jpeg, rate, dist),
             bd_rate(*avif, rate, dist),
             bd_rate(vtm.bpp, vtm.psnr, rate, dist),
         ]
-        print(f"| {path} | {run['steps']} | " + " | ".join(f"{v:+.1f}%" for v in row) + " |")
+        cells = " | ".join(f"{v:+.1f}%" for v in row)
+        print(f"| {path} | {run.get('steps', '-')} | {cells} |")
 
 
 if __name__ == "__main__":

@@ -33,3 +33,13 @@ def codec():
     from gmcodec.codec import Codec
 
     return Codec.load(device="cpu")
+
+
+@pytest.fixture
+def tiny_data(tmp_path, crop):
+    """A folder of three 96x80 training images (crops of the sample image)."""
+    d = tmp_path / "data"
+    d.mkdir()
+    for i in range(3):
+        crop(96, 80, x=100 * i, y=50).save(d / f"{i}.png")
+    return d

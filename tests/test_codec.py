@@ -21,7 +21,7 @@ from gmcodec.imageio import pad, to_tensor
 )
 def test_decoded_latents_equal_encoded_latents(codec, crop, w, h, quality):
     img = crop(w, h)
-    q = quality_to_q(quality, codec.model.num_qualities)
+    q = codec.model_q(quality)
     tile, encoded = codec._encode_tile(to_tensor(img), q, Stages())
     data = codec.encode(img, quality)
     f = ct.parse(data)
@@ -202,3 +202,13 @@ def test_full_size_image_round_trips_with_matching_checksums(codec, sample_image
     assert np.array_equal(
         np.asarray(codec.decode(data)), np.asarray(codec.reconstruct(sample_image, quality))
     )
+
+
+def test_quality_maps_onto_q_from_the_models_q_low_up_to_k():
+    assert quality_to_q(0, 8) == -2.0 and quality_to_q(50, 8) == 3.0  # gm-small-v1's mapping
+    assert quality_to_q(100, 8) == quality_to_q(100, 8, q_low=-3.0) == 8.0
+    assert quality_to_q(0, 8, q_low=-3.0) == -3.0
+    qs = [quality_to_q(v, 8, q_low=-2.7) for v in range(0, 101, 5)]
+    assert qs == sorted(qs) and len(set(qs)) == len(qs)
+    with pytest.raises(ValueError):
+        quality_to_q(100.5, 8)

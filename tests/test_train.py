@@ -11,15 +11,6 @@ from gmcodec import checkpoint
 from gmcodec.train import lr_at, parse_args, run
 
 
-@pytest.fixture
-def tiny_data(tmp_path, crop):
-    d = tmp_path / "data"
-    d.mkdir()
-    for i in range(3):
-        crop(96, 80, x=100 * i, y=50).save(d / f"{i}.png")
-    return d
-
-
 def _args(data, ckpt, minutes=0.03):
     return parse_args(
         [
