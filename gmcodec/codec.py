@@ -26,6 +26,7 @@ from .coder import (
     StreamWriter,
     quantize_params,
 )
+from .config import ModelConfig
 from .constants import DEFAULT_QUALITY, QUALITY_MAX, QUALITY_MIN
 from .device import pick_device
 from .entropy.grouped_mixer import GroupedMixer
@@ -39,7 +40,7 @@ class MismatchError(DecodeError):
     """Decoded symbols differ from the encoder's: different numerics (device or library)."""
 
 
-def quality_to_q(quality: float, num_qualities: int, q_low: float = -2.0) -> float:
+def quality_to_q(quality: float, num_qualities: int, q_low: float = ModelConfig.q_low) -> float:
     """Map the user quality 0..100 (higher is better) linearly onto the model's q.
 
     0 -> q = ``q_low`` (the model config's, -2 for gm-small-v1) and 100 -> q = K: the
@@ -162,8 +163,7 @@ class Codec:
 
     def model_q(self, quality: float) -> float:
         """This model's q for a user quality 0..100 (its config's q_low at quality 0)."""
-        cfg = self.model.cfg
-        return quality_to_q(quality, self.model.num_qualities, cfg.q_low)
+        return quality_to_q(quality, self.model.num_qualities, self.model.cfg.q_low)
 
     @torch.no_grad()
     def encode_timed(

@@ -27,12 +27,20 @@ from .evaluate import evaluate_rd
 from .model import GMModel
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="gmcodec.train", description=__doc__.splitlines()[0])
+def run_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every resumable training stage takes: data, checkpoint, budget, start."""
     p.add_argument("--data", required=True, help="folder of training images (pack or corpus)")
     p.add_argument("--ckpt", required=True, help="checkpoint folder (created / resumed)")
     p.add_argument("--minutes", type=float, required=True, help="training time budget")
-    p.add_argument("--init", help="start from exported weights (.pt) instead of scratch")
+    p.add_argument("--init", help="start from exported weights (.pt) (first run only)")
+    p.add_argument("--ckpt-every", type=float, default=5.0, help="minutes between checkpoints")
+    p.add_argument("--log", help="JSON log path (default: CKPT/log.json)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="gmcodec.train", description=__doc__.splitlines()[0])
+    run_arguments(p)
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-4)
@@ -43,38 +51,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--device", default="auto")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast on CPU (always on CUDA)")
-    p.add_argument("--ckpt-every", type=float, default=5.0, help="minutes between checkpoints")
     p.add_argument("--entropy", choices=["mixer", "meanscale"], default="mixer")
     p.add_argument("--spatial-groups", type=int, default=4)
     p.add_argument("--slices", default="16,16,32,64,64")
     p.add_argument("--eval", help="folder of evaluation images (e.g. Kodak) for the final RD")
-    p.add_argument("--log", help="JSON log path (default: CKPT/log.json)")
-    p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
 
-def build(args: argparse.Namespace, device: torch.device) -> tuple[GMModel, dict]:
-    """Model (fresh, from --init, or from the checkpoint) and the checkpoint meta."""
-    ckpt = Path(args.ckpt)
-    if (ckpt / "meta.json").exists():
-        meta, state, _ = checkpoint.load(ckpt)
-        model = GMModel(ModelConfig.from_dict(meta["config"]))
-        model.load_state_dict(state)
-        return model.to(device), meta
+def resume(ckpt: str | Path) -> tuple[GMModel, dict, dict] | None:
+    """(model, meta, flat optimizer state) of a checkpoint folder, or None if it has none."""
+    if not (Path(ckpt) / "meta.json").exists():
+        return None
+    meta, state, flat_opt = checkpoint.load(ckpt)
+    model = GMModel(ModelConfig.from_dict(meta["config"]))
+    model.load_state_dict(state)
+    return model, meta, flat_opt
+
+
+def build(args: argparse.Namespace, device: torch.device) -> tuple[GMModel, dict, dict | None]:
+    """Model (from the checkpoint, from --init, or fresh), checkpoint meta, optimizer state."""
+    if (resumed := resume(args.ckpt)) is not None:
+        model, meta, flat_opt = resumed
+        return model.to(device), meta, flat_opt
     slices = tuple(int(s) for s in args.slices.split(","))
     cfg = replace(
         ModelConfig(), entropy=args.entropy, spatial_groups=args.spatial_groups, slices=slices
     )
     meta = {"step": 0, "elapsed_s": 0.0, "runs": [], "config": json.loads(cfg.to_json())}
     if args.init:
-        from .zoo import load_state
+        from .zoo import model_from_file
 
-        cfg, state, info = load_state(args.init)
-        model = GMModel(cfg)
-        model.load_state_dict(state)
-        meta.update(config=json.loads(cfg.to_json()), init=info)
-        return model.to(device), meta
-    return GMModel(cfg).to(device), meta
+        model, info = model_from_file(args.init)
+        meta.update(config=json.loads(model.cfg.to_json()), init=info)
+        return model.to(device), meta, None
+    return GMModel(cfg).to(device), meta, None
 
 
 def lr_at(args: argparse.Namespace, step: int, frac: float) -> float:
@@ -124,10 +134,9 @@ def run(args: argparse.Namespace) -> dict:
     """Train for ``args.minutes`` and return the run record (also written to the log)."""
     torch.manual_seed(args.seed)
     device = pick_device(args.device)
-    model, meta = build(args, device)
+    model, meta, flat_opt = build(args, device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
-    flat_opt = checkpoint.load(args.ckpt)[2] if (Path(args.ckpt) / "meta.json").exists() else None
     opt = make_optimizer(model, args, flat_opt)
     sampler = CropSampler(
         load_images(args.data, device, args.crop), args.crop, args.seed + meta["step"]

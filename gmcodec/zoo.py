@@ -64,6 +64,14 @@ def load_state(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], 
     return cfg, state, json.loads(blob.get("info", "{}"))
 
 
+def model_from_file(path: str | Path) -> tuple[GMModel, dict[str, Any]]:
+    """(model, info) of an exported weights file, not hash-checked (training, scripts)."""
+    cfg, state, info = load_state(path)
+    model = GMModel(cfg)
+    model.load_state_dict(state)
+    return model, info
+
+
 def load_model(model_id: str | None = None, root: Path | None = None) -> tuple[GMModel, str, str]:
     """(model in eval mode on the CPU, model id, weights sha256), hash-checked."""
     root = root or weights_dir()
@@ -77,9 +85,7 @@ def load_model(model_id: str | None = None, root: Path | None = None) -> tuple[G
             f"weights file {path} is corrupt: sha256 {digest[:12]}… "
             f"does not match the manifest ({entry['sha256'][:12]}…)"
         )
-    cfg, state, _ = load_state(path)
-    model = GMModel(cfg)
-    model.load_state_dict(state)
+    model, _ = model_from_file(path)
     return model.eval(), mid, digest
 
 

@@ -18,24 +18,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gmcodec import checkpoint
-from gmcodec.config import ModelConfig
 from gmcodec.data import list_images
 from gmcodec.imageio import pad, to_image, to_tensor
 from gmcodec.metrics import psnr
 from gmcodec.model import GMModel
-from gmcodec.zoo import load_state
+from gmcodec.train import resume
+from gmcodec.zoo import model_from_file
 
 
 def load_any(path: str) -> GMModel:
     """A model from exported weights or a checkpoint folder."""
-    if Path(path).is_dir():
-        meta, state, _ = checkpoint.load(path)
-        model = GMModel(ModelConfig.from_dict(meta["config"]))
-    else:
-        cfg, state, _ = load_state(path)
-        model = GMModel(cfg)
-    model.load_state_dict(state)
+    model = resume(path)[0] if Path(path).is_dir() else model_from_file(path)[0]
     return model.eval()
 
 

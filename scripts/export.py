@@ -6,11 +6,11 @@ Usage: python scripts/export.py CKPT_DIR MODEL_ID [--weights DIR] [--no-default]
 """
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
-from gmcodec import checkpoint, zoo
-from gmcodec.config import ModelConfig
-from gmcodec.model import GMModel
+from gmcodec import zoo
+from gmcodec.train import resume
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
@@ -20,12 +20,11 @@ if __name__ == "__main__":
     p.add_argument("--no-default", action="store_true")
     p.add_argument("--q-low", type=float, default=None)
     a = p.parse_args()
-    meta, state, _ = checkpoint.load(a.ckpt)
-    config = dict(meta["config"])
-    if a.q_low is not None:
-        config["q_low"] = a.q_low
-    model = GMModel(ModelConfig.from_dict(config))
-    model.load_state_dict(state)
+    if (resumed := resume(a.ckpt)) is None:
+        raise SystemExit(f"error: no checkpoint (meta.json) in {a.ckpt}")
+    model, meta, _ = resumed
+    if a.q_low is not None:  # the quality mapping only: no weight depends on it
+        model.cfg = replace(model.cfg, q_low=a.q_low)
     chain = meta.get("init", {}).get("runs", []) + meta.get("runs", [])
     info = {"step": meta.get("init", {}).get("step", 0) + meta["step"], "runs": chain}
     digest = zoo.export(model, a.model_id, a.weights, info, make_default=not a.no_default)
