@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import pillow_plugin as _pillow_plugin  # noqa: F401
+from .constants import DEFAULT_EFFORT
 
 __version__ = "0.1.0"
 
@@ -16,11 +17,20 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
-def encode(image: Image.Image, quality: float | None = None, device: str = "auto") -> bytes:
-    """Encode a PIL image to .gmx bytes (quality 0..100, higher is better)."""
+def encode(
+    image: Image.Image,
+    quality: float | None = None,
+    device: str = "auto",
+    effort: int = DEFAULT_EFFORT,
+) -> bytes:
+    """Encode a PIL image to .gmx bytes.
+
+    ``quality`` is 0..100 (higher is better); ``effort`` 1..5 spends encoder time on latent
+    refinement for smaller files at the same quality (``gmcodec.refine``; 1 = none).
+    """
     from .codec import encode as _encode
 
-    return _encode(image, quality=quality, device=device)
+    return _encode(image, quality=quality, device=device, effort=effort)
 
 
 def decode(data: bytes, device: str = "auto") -> Image.Image:

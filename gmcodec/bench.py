@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image, features
 
 from gmcodec import metrics
+from gmcodec.constants import DEFAULT_EFFORT
 from gmcodec.report import machine_info, render_markdown, write_report
 
 __all__ = [
@@ -180,16 +181,19 @@ class GmxAdapter:
 
     name = "gmx"
 
-    def __init__(self, codec: Any, qualities: tuple[float, ...] = GMX_QUALITIES) -> None:
+    def __init__(
+        self, codec: Any, qualities: tuple[float, ...] = GMX_QUALITIES, effort: int = DEFAULT_EFFORT
+    ) -> None:
         self.codec = codec
         self.default_qualities = qualities
+        self.effort = effort
 
     @classmethod
-    def load(cls, device: str = "auto") -> GmxAdapter:
+    def load(cls, device: str = "auto", effort: int = DEFAULT_EFFORT) -> GmxAdapter:
         """Load the default gmx model on ``device`` ("auto", "cpu" or "cuda")."""
         from gmcodec.codec import Codec
 
-        return cls(Codec.load(device=device))
+        return cls(Codec.load(device=device), effort=effort)
 
     @property
     def device(self) -> str:
@@ -208,7 +212,7 @@ class GmxAdapter:
     def encode(self, img: Image.Image, quality: float) -> bytes:
         """Encode with all queued device work finished before and after."""
         self._sync()
-        data = self.codec.encode(img, quality)
+        data = self.codec.encode(img, quality, self.effort)
         self._sync()
         return data
 
@@ -222,7 +226,7 @@ class GmxAdapter:
     def encode_timed(self, img: Image.Image, quality: float) -> tuple[bytes, dict[str, float]]:
         """The codec's per-stage encode timing."""
         self._sync()
-        return self.codec.encode_timed(img, quality)
+        return self.codec.encode_timed(img, quality, effort=self.effort)
 
     def decode_timed(self, data: bytes) -> tuple[Image.Image, dict[str, float]]:
         """The codec's per-stage decode timing."""
@@ -250,14 +254,15 @@ class GmxAdapter:
         return int(torch.cuda.max_memory_allocated(self.codec.device))
 
     def settings(self) -> dict[str, Any]:
-        """Model id and device."""
-        return {"model_id": getattr(self.codec, "model_id", None), "device": self.device}
+        """Model id, device and encoder effort."""
+        model_id = getattr(self.codec, "model_id", None)
+        return {"model_id": model_id, "device": self.device, "effort": self.effort}
 
 
-def make_adapter(name: str, device: str = "auto") -> CodecAdapter:
-    """The adapter for a codec name: "gmx", "jpeg", "webp" or "avif"."""
+def make_adapter(name: str, device: str = "auto", effort: int = DEFAULT_EFFORT) -> CodecAdapter:
+    """The adapter for a codec name: "gmx", "jpeg", "webp" or "avif" (effort: gmx's)."""
     if name == "gmx":
-        return GmxAdapter.load(device)
+        return GmxAdapter.load(device, effort)
     if name == "avif" and not avif_available():
         raise ValueError("codec 'avif' needs a Pillow built with libavif and libaom")
     builtin = {a.name: a for a in (JPEG, WEBP, AVIF)}
@@ -508,9 +513,9 @@ def _all_curves(
 # --------------------------------------------------------------------------- run
 
 
-def _resolve(codecs: Sequence[str | CodecAdapter], device: str) -> list[CodecAdapter]:
+def _resolve(codecs: Sequence[str | CodecAdapter], device: str, effort: int) -> list[CodecAdapter]:
     """Adapters for codec names (adapters pass through); names must be unique."""
-    adapters = [make_adapter(c, device) if isinstance(c, str) else c for c in codecs]
+    adapters = [make_adapter(c, device, effort) if isinstance(c, str) else c for c in codecs]
     names = [a.name for a in adapters]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate codec names: {names}")
@@ -571,6 +576,7 @@ def run_bench(
     test_codec: str = TEST_CODEC,
     profile_images: int | None = None,
     command: str | None = None,
+    effort: int = DEFAULT_EFFORT,
 ) -> dict[str, Any]:
     """Benchmark ``codecs`` on every PNG of ``image_dir``; write a report if ``out_dir`` is set.
 
@@ -583,11 +589,12 @@ def run_bench(
         test_codec: codec whose BD-rate against every other curve is computed.
         profile_images: use only the first N images for the stage and cache passes.
         command: command line recorded in the report (default: ``sys.argv``).
+        effort: gmx's encoder effort (``gmx encode -e``), when gmx is given by name.
 
     Returns:
         The results (plain Python data; :func:`write_report` maps non-finite floats to null).
     """
-    adapters = _resolve(codecs, device)
+    adapters = _resolve(codecs, device, effort)
     quality_of = _qualities(adapters, qualities or {})
     images = _load_images(image_dir)
     anchors = metrics.load_anchors(anchors_dir) if anchors_dir is not None else []

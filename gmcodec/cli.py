@@ -35,7 +35,14 @@ from PIL import Image
 
 from . import __version__
 from . import container as ct
-from .constants import DEFAULT_QUALITY, QUALITY_MAX, QUALITY_MIN
+from .constants import (
+    DEFAULT_EFFORT,
+    DEFAULT_QUALITY,
+    EFFORT_MAX,
+    EFFORT_MIN,
+    QUALITY_MAX,
+    QUALITY_MIN,
+)
 from .fileio import (
     STDIO,
     FileError,
@@ -67,6 +74,7 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "encode": [
         ("gmx encode photo.png", "writes photo.gmx at quality 75"),
         ("gmx encode photo.png small.gmx -q 40", "a lower quality, a smaller file"),
+        ("gmx encode photo.png -e 3", "slower encode, smaller file at the same quality"),
         ("gmx encode photo.png --bpp 0.5", "the largest file of at most 0.5 bits per pixel"),
         ("gmx encode photo.png --size 50k --force", "at most 50,000 bytes, overwrite photo.gmx"),
         ("gmx encode *.png -o out/", "batch: one model load, out/<name>.gmx"),
@@ -336,6 +344,7 @@ class EncodeSettings:
     bpp: float | None
     size: int | None
     strip: bool
+    effort: int
 
 
 @dataclass(frozen=True)
@@ -357,7 +366,9 @@ def encode_one(job: Job, io_: IoSettings, enc: EncodeSettings) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if enc.bpp is None and enc.size is None:
-            data, stages = codec.encode_timed(img, enc.quality, timing=io_.console.verbose)
+            data, stages = codec.encode_timed(
+                img, enc.quality, timing=io_.console.verbose, effort=enc.effort
+            )
             fit = None
         else:
             fit = _encode_to_rate(codec, img, enc, io_.console)
@@ -379,7 +390,7 @@ def _encode_to_rate(codec: Any, img: Image.Image, enc: EncodeSettings, console: 
     target = enc.size if enc.size is not None else enc.bpp * img.width * img.height / 8
 
     def encode(quality: float) -> bytes:
-        data = codec.encode(img, quality)
+        data = codec.encode(img, quality, enc.effort)
         console.note(f"quality {quality:6.2f} -> {len(data):,} bytes")
         return data
 
@@ -596,6 +607,15 @@ def _num(value: float) -> float | int:
     type=SizeType(),
     help="Target file size, e.g. 50000, 50k, 1.5M, 64Ki (excludes -q, --bpp).",
 )
+@click.option(
+    "-e",
+    "--effort",
+    type=click.IntRange(EFFORT_MIN, EFFORT_MAX),
+    default=DEFAULT_EFFORT,
+    show_default=True,
+    help="Encoder effort: 2-5 refine the latent for smaller files at the same quality "
+    "(slower encode, same decode).",
+)
 @click.option("--strip", is_flag=True, help="Drop the ICC profile and EXIF (applies rotation).")
 @_io_options
 @click.pass_context
@@ -613,7 +633,7 @@ def encode(ctx: click.Context, paths: tuple[str, ...], output: str | None, **opt
     encodes, at most 13) for a file at most 2% below the target, never above it.
     """
     io_ = _io_settings(**{k: opts.pop(k) for k in _IO_KEYS})
-    enc = EncodeSettings(strip=opts["strip"], **_rate_options(ctx, opts))
+    enc = EncodeSettings(strip=opts["strip"], effort=opts["effort"], **_rate_options(ctx, opts))
     jobs = plan_jobs(paths, output, ".gmx", _looks_like_image)
     _exit(run_jobs(jobs, lambda job: encode_one(job, io_, enc), io_.console, "encoding"))
 
@@ -850,6 +870,14 @@ def _codecs_option(ctx: click.Context, param: click.Parameter, value: str) -> tu
     type=click.IntRange(min=1),
     help="Profile the stages on the first N images only (default: all).",
 )
+@click.option(
+    "-e",
+    "--effort",
+    type=click.IntRange(EFFORT_MIN, EFFORT_MAX),
+    default=DEFAULT_EFFORT,
+    show_default=True,
+    help="gmx encoder effort (as gmx encode -e).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(image_dir: str, report_dir: str, codecs: tuple[str, ...], **opts: Any) -> None:
     """Benchmark gmx against JPEG, WebP and AVIF on every PNG of DIR (rate, PSNR, MS-SSIM, time)."""
@@ -867,6 +895,7 @@ def bench(image_dir: str, report_dir: str, codecs: tuple[str, ...], **opts: Any)
             progress=not opts["quiet"],
             profile_images=opts["profile_images"],
             command=shlex.join(["gmx", *sys.argv[1:]]),
+            effort=opts["effort"],
         )
     except Exception as e:
         console.error(image_dir, e)

@@ -27,12 +27,13 @@ from .coder import (
     quantize_params,
 )
 from .config import ModelConfig
-from .constants import DEFAULT_QUALITY, QUALITY_MAX, QUALITY_MIN
+from .constants import DEFAULT_EFFORT, DEFAULT_QUALITY, QUALITY_MAX, QUALITY_MIN
 from .device import pick_device
 from .entropy.grouped_mixer import GroupedMixer
 from .imageio import pad, to_image, to_tensor
 from .model import GMModel
 from .pixels import PixelWarning, Prepared, prepare
+from .refine import EffortWarning, can_refine, refine_latent, steps_for
 from .tiling import analysis, synthesis
 
 
@@ -157,9 +158,11 @@ class Codec:
         return cls(model, mid, digest, dev, limits=limits)
 
     # ----------------------------------------------------------------- encode
-    def encode(self, img: Image.Image, quality: float = DEFAULT_QUALITY) -> bytes:
-        """Encode a PIL image; quality 0..100 (higher is better)."""
-        return self.encode_timed(img, quality, timing=False)[0]
+    def encode(
+        self, img: Image.Image, quality: float = DEFAULT_QUALITY, effort: int = DEFAULT_EFFORT
+    ) -> bytes:
+        """Encode a PIL image; quality 0..100 (higher is better), effort 1..5 (see refine)."""
+        return self.encode_timed(img, quality, timing=False, effort=effort)[0]
 
     def model_q(self, quality: float) -> float:
         """This model's q for a user quality 0..100 (its config's q_low at quality 0)."""
@@ -167,9 +170,14 @@ class Codec:
 
     @torch.no_grad()
     def encode_timed(
-        self, img: Image.Image, quality: float = DEFAULT_QUALITY, timing: bool = True
+        self,
+        img: Image.Image,
+        quality: float = DEFAULT_QUALITY,
+        timing: bool = True,
+        effort: int = DEFAULT_EFFORT,
     ) -> tuple[bytes, dict[str, float]]:
         """Encode and return (bytes, seconds per stage)."""
+        steps = steps_for(effort)
         centi = round(float(quality) * 100)
         q = self.model_q(centi / 100)
         prep = split_image(img)
@@ -177,7 +185,7 @@ class Codec:
         _check_size(rgb.width, rgb.height, self.limits)
         st = Stages(timing, self.device.type == "cuda")
         st.start()
-        tile, _ = self._encode_tile(to_tensor(rgb).to(self.device), q, st)
+        tile, _ = self._encode_tile(to_tensor(rgb).to(self.device), q, st, steps)
         info = ct.ImageInfo(rgb.width, rgb.height, channels, 8, 0 if channels == 3 else 1)
         f = ct.GmxFile(
             info,
@@ -199,14 +207,14 @@ class Codec:
         )
 
     def _encode_tile(
-        self, x: torch.Tensor, q: float, st: Stages
+        self, x: torch.Tensor, q: float, st: Stages, steps: int = 0
     ) -> tuple[ct.Tile, list[np.ndarray]]:
-        """Code one tile; returns it with the decoded groups (what the decoder will see)."""
+        """Code one tile; returns it with the decoded groups (what the decoder will see).
+
+        ``steps`` > 0 refines g_a's latent first (``gmcodec.refine``).
+        """
         m, s = self.model, coder_settings(self._coder_info(0))
-        gain, _ = m.gains(torch.tensor([q]))
-        # contiguous: h_a/h_s must see the same memory layout as in the decoder (bit-exact psi)
-        y = analysis(m.g_a, pad(x)).contiguous() * gain
-        st.lap("transforms")
+        y = self._latent(x, q, steps, st)
         z_int = m.h_a(y).round().clamp(-self.z_range, self.z_range)
         psi = m.h_s(z_int)
         st.lap("hyperprior")
@@ -223,6 +231,27 @@ class Codec:
         h, w = x.shape[-2:]
         tile = ct.Tile(0, 0, w, h, _crc(z_np), tuple(_crc(d) for d in decoded), words)
         return tile, decoded
+
+    def _latent(
+        self, x: torch.Tensor, q: float, steps: int = 0, st: Stages | None = None
+    ) -> torch.Tensor:
+        """y_q = g_a(x) * gain(q) for the unpadded x [1, 3, h, w], refined by ``steps`` steps."""
+        m, st = self.model, st or Stages()
+        gain, _ = m.gains(torch.tensor([q]))
+        padded = pad(x)
+        y = analysis(m.g_a, padded) * gain
+        st.lap("transforms")
+        if steps and not can_refine(*padded.shape[-2:]):
+            warnings.warn(
+                f"image too large to refine ({x.shape[-1]}x{x.shape[-2]}): encoded at effort 1",
+                EffortWarning,
+                stacklevel=3,
+            )
+        elif steps:
+            y = refine_latent(m, x, y, q, steps)[0]
+            st.lap("refine")
+        # contiguous: h_a/h_s must see the same memory layout as in the decoder (bit-exact psi)
+        return y.contiguous()
 
     # ----------------------------------------------------------------- decode
     def decode(self, data: bytes) -> Image.Image:
@@ -346,11 +375,14 @@ class Codec:
         return synthesis(m.g_s, y_hat)[..., :height, :width]
 
     @torch.no_grad()
-    def reconstruct(self, img: Image.Image, quality: float = DEFAULT_QUALITY) -> Image.Image:
+    def reconstruct(
+        self, img: Image.Image, quality: float = DEFAULT_QUALITY, effort: int = DEFAULT_EFFORT
+    ) -> Image.Image:
         """The RGB image a decoder will produce, computed from the encoder's own y_hat."""
         q = self.model_q(round(float(quality) * 100) / 100)
         rgb = split_image(img).rgb
-        _, groups = self._encode_tile(to_tensor(rgb).to(self.device), q, Stages())
+        x = to_tensor(rgb).to(self.device)
+        _, groups = self._encode_tile(x, q, Stages(), steps_for(effort))
         return to_image(self._synthesize(groups, rgb.height, rgb.width, q))
 
     # ----------------------------------------------------------------- profiling
@@ -359,8 +391,7 @@ class Codec:
         """Seconds to compute all groups' parameters, with or without the context cache."""
         m = self.model
         rgb = split_image(img).rgb
-        gain, _ = m.gains(torch.tensor([self.model_q(quality)]))
-        y = (analysis(m.g_a, pad(to_tensor(rgb).to(self.device))).contiguous() * gain).round()
+        y = self._latent(to_tensor(rgb).to(self.device), self.model_q(quality)).round()
         psi = m.h_s(m.h_a(y).round().clamp(-self.z_range, self.z_range))
         groups = m.entropy.layout.split(y)
         st = Stages(True, self.device.type == "cuda")
@@ -426,9 +457,15 @@ def get_codec(device: str = "auto") -> Codec:
     return _CODECS[key]
 
 
-def encode(image: Image.Image, quality: float | None = None, device: str = "auto") -> bytes:
-    """Encode a PIL image to .gmx bytes with the default model."""
-    return get_codec(device).encode(image, DEFAULT_QUALITY if quality is None else quality)
+def encode(
+    image: Image.Image,
+    quality: float | None = None,
+    device: str = "auto",
+    effort: int = DEFAULT_EFFORT,
+) -> bytes:
+    """Encode a PIL image to .gmx bytes with the default model (effort: see gmcodec.refine)."""
+    q = DEFAULT_QUALITY if quality is None else quality
+    return get_codec(device).encode(image, q, effort)
 
 
 def decode(data: bytes, device: str = "auto") -> Image.Image:

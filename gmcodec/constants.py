@@ -6,9 +6,21 @@ shows the same range and default that the codec enforces without loading the mod
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_QUALITY", "QUALITY_MAX", "QUALITY_MIN"]
+__all__ = [
+    "DEFAULT_EFFORT",
+    "DEFAULT_QUALITY",
+    "EFFORT_MAX",
+    "EFFORT_MIN",
+    "QUALITY_MAX",
+    "QUALITY_MIN",
+]
 
 QUALITY_MIN, QUALITY_MAX = 0.0, 100.0
 """The range of the user-facing quality knob (higher is better)."""
 DEFAULT_QUALITY = 75.0
 """The quality used when none is given."""
+
+EFFORT_MIN, EFFORT_MAX = 1, 5
+"""The range of the encoder effort (``gmx encode -e``); higher is slower and smaller."""
+DEFAULT_EFFORT = 1
+"""The effort used when none is given: g_a's latent as is, no refinement."""

@@ -92,13 +92,38 @@ class GMModel(nn.Module):
         """
         gain, inv_gain = self.gains(q)
         y = self.g_a(x).float() * gain
-        z = self.h_a(y)
-        z_hat = ste_round(z)
-        psi = self.h_s(z_hat)
-        y_hat = ste_round(y)
-        mu, sigma = self.entropy(y_hat, psi)
-        y_r, z_r = (_add_noise(y), _add_noise(z)) if noise else (y_hat, z_hat.float())
-        bits_y = -torch.log(gaussian_likelihood(y_r, mu, sigma)).sum((1, 2, 3)) / _LOG2
-        bits_z = -torch.log(self.prior.likelihood(z_r)).sum((1, 2, 3)) / _LOG2
+        y_hat, z, mu, sigma = self.context_params(y)
+        y_r, z_r = (_add_noise(y), _add_noise(z)) if noise else (y_hat, torch.round(z).float())
+        bits_y, bits_z = self.bits(y_r, z_r, mu, sigma)
         x_hat = self.g_s(y_hat * inv_gain)
         return {"x_hat": x_hat, "bits_y": bits_y, "bits_z": bits_z}
+
+    def context_params(
+        self, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(y_hat, z, mu, sigma) for gained latents y_q, rounding straight-through.
+
+        z = h_a(y_q), psi = h_s(round(z)), y_hat = round(y_q); the GroupedMixer sees y_hat as
+        context, the same values the decoder has.
+        """
+        z = self.h_a(y)
+        psi = self.h_s(ste_round(z))
+        y_hat = ste_round(y)
+        mu, sigma = self.entropy(y_hat, psi)
+        return y_hat, z, mu, sigma
+
+    def bits(
+        self, y_r: torch.Tensor, z_r: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bits per image of y (at values y_r, under N(mu, sigma)) and of z (values z_r)."""
+        bits_y = -torch.log(gaussian_likelihood(y_r, mu, sigma)).sum((1, 2, 3)) / _LOG2
+        bits_z = -torch.log(self.prior.likelihood(z_r)).sum((1, 2, 3)) / _LOG2
+        return bits_y, bits_z
+
+
+def lambda_at(lambdas: tuple[float, ...], q: torch.Tensor) -> torch.Tensor:
+    """lambda(q): log-linear between the trained points, extrapolated like the gain vectors."""
+    table = torch.tensor(lambdas).log()
+    lo = q.floor().clamp(0, len(lambdas) - 2).long()
+    t = q - lo
+    return ((1 - t) * table[lo] + t * table[lo + 1]).exp()

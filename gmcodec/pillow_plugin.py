@@ -13,7 +13,8 @@ Opening reads the container only (size, mode, ICC profile and EXIF, without torc
 decodes the pixels on the first access (``load()``). Set ``im.device`` before that to choose
 ``"auto"``, ``"cpu"`` or ``"cuda"``.
 
-Save options: ``quality`` (0..100, default 75), ``device``, ``icc_profile`` and ``exif``
+Save options: ``quality`` (0..100, default 75), ``effort`` (1..5, default 1, as
+``gmx encode -e``), ``device``, ``icc_profile`` and ``exif``
 (default: the image's own; pass ``None`` to leave them out).
 
 Metadata policy: the ICC profile and EXIF travel with the pixels, unchanged. Pixels are
@@ -32,6 +33,7 @@ from typing import IO, Any, NamedTuple
 from PIL import Image, ImageFile, ImageOps
 
 from . import container as ct
+from .constants import DEFAULT_EFFORT
 from .fileio import atomic_output
 
 FORMAT = "GMX"
@@ -152,7 +154,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         src.info.pop(key, None)
         if value is not None:
             src.info[key] = value
-    fp.write(encode(src, quality=opts.get("quality"), device=opts.get("device", "auto")))
+    quality, device = opts.get("quality"), opts.get("device", "auto")
+    fp.write(encode(src, quality, device, effort=opts.get("effort", DEFAULT_EFFORT)))
 
 
 def register() -> None:

@@ -125,7 +125,11 @@ def _md_curves(results: Mapping[str, Any]) -> str:
             )
             for p in points
         ]
-        parts.append(f"### {name}\n\n" + _table(headers, rows))
+        settings = results.get("settings", {}).get(name) or {}
+        note = ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None)
+        parts.append(
+            f"### {name}\n\n" + (f"Settings: {note}.\n\n" if note else "") + _table(headers, rows)
+        )
     return "\n".join(parts)
 
 

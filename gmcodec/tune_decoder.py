@@ -36,7 +36,7 @@ import torch
 
 from . import checkpoint
 from .data import load_images
-from .model import GMModel
+from .model import GMModel, lambda_at
 from .train import close_record, device_name, periodic_save, resume, run_arguments, write_log
 from .zoo import model_from_file
 
@@ -131,14 +131,6 @@ def reconstruction_mse(
         cut = margin * LATENT_STRIDE
         x_hat = x_hat[..., cut:-cut, cut:-cut]
     return (x_hat.float() - x).square().mean((1, 2, 3)).clamp_min(1e-10)
-
-
-def lambda_at(lambdas: tuple[float, ...], q: torch.Tensor) -> torch.Tensor:
-    """lambda(q): log-linear between the trained points, extrapolated like the gain vectors."""
-    table = torch.tensor(lambdas).log()
-    lo = q.floor().clamp(0, len(lambdas) - 2).long()
-    t = q - lo
-    return ((1 - t) * table[lo] + t * table[lo + 1]).exp()
 
 
 def decoder_loss(mse: torch.Tensor, q: torch.Tensor, kind: str, lambdas) -> torch.Tensor:

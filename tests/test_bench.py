@@ -169,15 +169,19 @@ class FakeCodec:
         import torch
 
         self.device = torch.device("cpu")
+        self.efforts: set[int] = set()
 
-    def encode(self, img: Image.Image, quality: float) -> bytes:
+    def encode(self, img: Image.Image, quality: float, effort: int = 1) -> bytes:
+        self.efforts.add(effort)
         return bench.JPEG.encode(img, quality)
 
     def decode(self, data: bytes) -> Image.Image:
         return bench.JPEG.decode(data)
 
-    def encode_timed(self, img: Image.Image, quality: float) -> tuple[bytes, dict[str, float]]:
-        return self.encode(img, quality), {"transforms": 0.5}
+    def encode_timed(
+        self, img: Image.Image, quality: float, effort: int = 1
+    ) -> tuple[bytes, dict[str, float]]:
+        return self.encode(img, quality, effort), {"transforms": 0.5}
 
     def decode_timed(self, data: bytes) -> tuple[Image.Image, dict[str, float]]:
         return self.decode(data), {"transforms": 0.25}
@@ -187,11 +191,13 @@ class FakeCodec:
 
 
 def test_gmx_adapter_delegates_to_the_codec(image_dir: Path) -> None:
-    adapter = bench.GmxAdapter(FakeCodec(), qualities=QUALITIES)
+    codec = FakeCodec()
+    adapter = bench.GmxAdapter(codec, qualities=QUALITIES, effort=3)
     assert isinstance(adapter, bench.ProfiledAdapter)
-    assert adapter.settings() == {"model_id": "fake-model", "device": "cpu"}
+    assert adapter.settings() == {"model_id": "fake-model", "device": "cpu", "effort": 3}
     assert adapter.peak_memory_bytes() is None
     results = bench.run_bench(image_dir, [adapter], progress=False)
     assert results["device"] == "cpu"
     assert results["context_cache"]["speedup"] == pytest.approx(4.0)
     assert results["stages"]["decode"] == {"transforms": 0.25}
+    assert codec.efforts == {3}  # every encode, timed or not, at the adapter's effort

@@ -86,6 +86,13 @@ def test_save_by_extension_then_open_round_trips(small, tmp_path):
     assert np.abs(pixels - np.asarray(small, dtype=np.float64)).mean() < 12
 
 
+def test_save_passes_the_effort(small, tmp_path):
+    path = tmp_path / "e.gmx"
+    small.save(path, quality=60, effort=2)
+    assert path.read_bytes() == gmcodec.encode(small, quality=60, effort=2)
+    assert path.read_bytes() != gmcodec.encode(small, quality=60)
+
+
 def test_save_with_format_gmx_to_a_file_object(small):
     buf = io.BytesIO()
     small.save(buf, format="GMX", quality=30)

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from gmcodec import checkpoint
+from gmcodec.model import lambda_at
 from gmcodec.tune_decoder import (
     LatentCropSampler,
     decoder_loss,
     decoder_parameters,
-    lambda_at,
     lr_at,
     parse_args,
     reconstruction_mse,
