@@ -1,14 +1,15 @@
 """Rate, PSNR and encode time of each encoder effort (``gmx encode -e``) on real files.
 
 Usage: python scripts/effort_sweep.py FOLDER [--efforts 1,2,3,4] [--qualities 10,40,70,95]
-       [--limit N] [--device cpu] [--json OUT.json]
+       [--limit N] [--device cpu] [--lr LR] [--json OUT.json]
        python scripts/effort_sweep.py FOLDER --memory-side 1024
 
 Every image of FOLDER (the first N with --limit) is encoded at every quality and effort with
 the default model, decoded from the bytes, and measured: mean bpp (file size), PSNR-RGB and
 encode seconds per quality, and each effort's BD-rate against effort 1 on the same images.
 Prints a markdown table. With --memory-side S it instead measures the peak memory (max RSS)
-one refinement step adds on the first image resized to S x S.
+one refinement step adds on the first image resized to S x S. --lr overrides
+refine.LEARNING_RATE (to tune it).
 """
 
 from __future__ import annotations
@@ -97,7 +98,10 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", dest="json_out")
     p.add_argument("--memory-side", type=int)
+    p.add_argument("--lr", type=float, help="refinement learning rate (default: the shipped one)")
     args = p.parse_args()
+    if args.lr is not None:
+        refine.LEARNING_RATE = args.lr
     efforts = [int(v) for v in _floats(args.efforts)]
     codec = Codec.load(device=args.device)
     images = [Image.open(p).convert("RGB") for p in list_images(args.folder)[: args.limit]]
@@ -109,11 +113,14 @@ def main() -> None:
         for q in _floats(args.qualities):
             points.append(measure(codec, images, q, e))
             print(json.dumps(points[-1]), flush=True)
-    print(f"\n{len(images)} images of {args.folder}, model {codec.model_id}, {args.device}\n")
+    lr = refine.LEARNING_RATE
+    print(
+        f"\n{len(images)} images of {args.folder}, model {codec.model_id}, {args.device}, lr {lr}\n"
+    )
     print(table(points, efforts))
     if args.json_out:
         with open(args.json_out, "w") as f:
-            json.dump({"images": len(images), "points": points}, f, indent=1)
+            json.dump({"images": len(images), "lr": lr, "points": points}, f, indent=1)
 
 
 if __name__ == "__main__":
