@@ -527,6 +527,18 @@ def cli() -> None:
 _LIMITS = ct.Limits()
 
 
+def _effort_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-e/--effort``: the encoder effort (gmcodec.refine), shared by encode and bench."""
+    return click.option(
+        "-e",
+        "--effort",
+        type=click.IntRange(EFFORT_MIN, EFFORT_MAX),
+        default=DEFAULT_EFFORT,
+        show_default=True,
+        help=help_text,
+    )
+
+
 def _io_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The options encode and decode share."""
     options = [
@@ -607,14 +619,9 @@ def _num(value: float) -> float | int:
     type=SizeType(),
     help="Target file size, e.g. 50000, 50k, 1.5M, 64Ki (excludes -q, --bpp).",
 )
-@click.option(
-    "-e",
-    "--effort",
-    type=click.IntRange(EFFORT_MIN, EFFORT_MAX),
-    default=DEFAULT_EFFORT,
-    show_default=True,
-    help="Encoder effort: 2-5 refine the latent for smaller files at the same quality "
-    "(slower encode, same decode).",
+@_effort_option(
+    "Encoder effort: 2-5 refine the latent for smaller files at the same quality "
+    "(slower encode, same decode)."
 )
 @click.option("--strip", is_flag=True, help="Drop the ICC profile and EXIF (applies rotation).")
 @_io_options
@@ -870,14 +877,7 @@ def _codecs_option(ctx: click.Context, param: click.Parameter, value: str) -> tu
     type=click.IntRange(min=1),
     help="Profile the stages on the first N images only (default: all).",
 )
-@click.option(
-    "-e",
-    "--effort",
-    type=click.IntRange(EFFORT_MIN, EFFORT_MAX),
-    default=DEFAULT_EFFORT,
-    show_default=True,
-    help="gmx encoder effort (as gmx encode -e).",
-)
+@_effort_option("gmx encoder effort (as gmx encode -e).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def bench(image_dir: str, report_dir: str, codecs: tuple[str, ...], **opts: Any) -> None:
     """Benchmark gmx against JPEG, WebP and AVIF on every PNG of DIR (rate, PSNR, MS-SSIM, time)."""

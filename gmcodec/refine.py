@@ -8,11 +8,11 @@ a few Adam steps on y_q itself, every network frozen:
 
 R is the bits of y (the GroupedMixer given round(y_q) as context, psi from
 z = round(h_a(y_q))) plus the bits of z, per pixel. Rounding passes gradients straight
-through; the rate of y is differentiated at y_q + U(-1/2, 1/2), the training proxy, which
-measured better than the straight-through rate. Every iterate is scored by the true loss
-(rounded values, as the coder will spend them) and the best one is kept, so refinement never
-returns a latent worse than g_a's by that measure. Only the encoder changes: a refined file is
-an ordinary .gmx file that any decoder of the same model reads.
+through; the rate of y is differentiated at y_q + U(-1/2, 1/2), the training proxy. Every
+iterate is scored by the true loss (rounded values, as the coder will spend them) and the best
+one is kept, so refinement never returns a latent worse than g_a's by that measure. Only the
+encoder changes: a refined file is an ordinary .gmx file that any decoder of the same model
+reads.
 
 The idea is the latent optimization of Campos et al. (2019) and Yang et al. (2020, "Improving
 inference for neural image compression"), here in its plain form (no annealing).
