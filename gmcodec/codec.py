@@ -214,7 +214,7 @@ class Codec:
         ``steps`` > 0 refines g_a's latent first (``gmcodec.refine``).
         """
         m, s = self.model, coder_settings(self._coder_info(0))
-        y = self._latent(x, q, steps, st)
+        y = self.latent(x, q, steps, st)
         z_int = m.h_a(y).round().clamp(-self.z_range, self.z_range)
         psi = m.h_s(z_int)
         st.lap("hyperprior")
@@ -232,10 +232,14 @@ class Codec:
         tile = ct.Tile(0, 0, w, h, _crc(z_np), tuple(_crc(d) for d in decoded), words)
         return tile, decoded
 
-    def _latent(
+    def latent(
         self, x: torch.Tensor, q: float, steps: int = 0, st: Stages | None = None
     ) -> torch.Tensor:
-        """y_q = g_a(x) * gain(q) for the unpadded x [1, 3, h, w], refined by ``steps`` steps."""
+        """y_q = g_a(x) * gain(q) for the unpadded x [1, 3, h, w] in [0, 1] at model q.
+
+        ``steps`` > 0 refines it (``gmcodec.refine``) unless the image is too large, which
+        warns with :class:`~gmcodec.refine.EffortWarning`.
+        """
         m, st = self.model, st or Stages()
         gain, _ = m.gains(torch.tensor([q]))
         padded = pad(x)
@@ -391,7 +395,7 @@ class Codec:
         """Seconds to compute all groups' parameters, with or without the context cache."""
         m = self.model
         rgb = split_image(img).rgb
-        y = self._latent(to_tensor(rgb).to(self.device), self.model_q(quality)).round()
+        y = self.latent(to_tensor(rgb).to(self.device), self.model_q(quality)).round()
         psi = m.h_s(m.h_a(y).round().clamp(-self.z_range, self.z_range))
         groups = m.entropy.layout.split(y)
         st = Stages(True, self.device.type == "cuda")

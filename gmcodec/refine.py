@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from .constants import EFFORT_MAX, EFFORT_MIN
-from .model import GMModel, lambda_at
+from .model import GMModel, lambda_at, ste_round
 
 EFFORT_STEPS = {1: 0, 2: 8, 3: 16, 4: 32, 5: 64}
 """Adam steps per effort level (1 = no refinement)."""
@@ -75,7 +75,7 @@ def _objective(
     """
     y_hat, z, mu, sigma = model.context_params(y)
     noise = torch.rand(y.shape, generator=gen, device=y.device, dtype=y.dtype) - 0.5
-    z_hat = torch.round(z).detach() + z - z.detach()
+    z_hat = ste_round(z)
     bits_noisy, bits_z = model.bits(y + noise, z_hat, mu, sigma)
     bits_true, _ = model.bits(y_hat, z_hat, mu, sigma)
     h, w = x.shape[-2:]

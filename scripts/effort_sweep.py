@@ -82,7 +82,7 @@ def refine_memory(codec: Codec, img: Image.Image, side: int) -> str:
     """Max RSS before and after one refinement step on ``img`` resized to side x side."""
     x = to_tensor(img.resize((side, side))).to(codec.device)
     with torch.no_grad():
-        y0 = codec._latent(x, 4.0)
+        y0 = codec.latent(x, 4.0)
     before = _max_rss_mb()
     refine.refine_latent(codec.model, x, y0, 4.0, steps=1)
     after = _max_rss_mb()

@@ -13,15 +13,13 @@ from PIL import Image
 
 from gmcodec import refine
 from gmcodec.cli import cli
-from gmcodec.imageio import pad, to_tensor
+from gmcodec.imageio import to_tensor
 
 
 def _latent(codec, img: Image.Image, q: float) -> tuple[torch.Tensor, torch.Tensor]:
-    m = codec.model
     x = to_tensor(img)
-    gain, _ = m.gains(torch.tensor([q]))
     with torch.no_grad():
-        return x, m.g_a(pad(x)) * gain
+        return x, codec.latent(x, q)
 
 
 def test_refinement_lowers_the_true_loss(codec, crop):
