@@ -36,3 +36,30 @@ def evaluate_rd(
             dist += psnr(np.asarray(to_image(x)), decoded)
         points.append({"q": float(q), "bpp": bpp / len(images), "psnr": dist / len(images)})
     return points
+
+
+@torch.no_grad()
+def transform_ceiling(
+    model: GMModel, paths: list[Path], device: torch.device, qualities: list[float]
+) -> list[dict[str, float]]:
+    """Mean PSNR-RGB of the transforms alone, per model quality q, over the images ``paths``.
+
+    ``psnr_ae`` decodes the unquantized latent, g_s(g_a(x) * gain(q) * inv_gain(q)): the
+    distortion floor of g_a/g_s that no entropy model or rate can lower. ``psnr_round`` decodes
+    round(y) instead (y = g_a(x) * gain(q)), the reconstruction ``evaluate_rd`` scores.
+    """
+    images = [to_tensor(Image.open(p).convert("RGB")) for p in paths]
+    points = []
+    for q in qualities:
+        gain, inv_gain = model.gains(torch.tensor([float(q)], device=device))
+        sums = np.zeros(2)
+        for x in images:
+            h, w = x.shape[-2:]
+            y = model.g_a(pad(x.to(device))).float() * gain
+            ref = np.asarray(to_image(x))
+            for i, latent in enumerate((y, torch.round(y))):
+                x_hat = model.g_s(latent * inv_gain)[..., :h, :w].float().cpu()
+                sums[i] += psnr(ref, np.asarray(to_image(x_hat)))
+        ae, rounded = sums / len(images)
+        points.append({"q": float(q), "psnr_ae": float(ae), "psnr_round": float(rounded)})
+    return points

@@ -68,6 +68,17 @@ def resume(ckpt: str | Path) -> tuple[GMModel, dict, dict] | None:
     return model, meta, flat_opt
 
 
+def load_any(path: str | Path) -> GMModel:
+    """A model in eval mode from exported weights (.pt) or a checkpoint folder (scripts)."""
+    from .zoo import model_from_file
+
+    if Path(path).is_dir():
+        if (resumed := resume(path)) is None:
+            raise FileNotFoundError(f"no checkpoint (meta.json) in {path}")
+        return resumed[0].eval()
+    return model_from_file(path)[0].eval()
+
+
 def build(args: argparse.Namespace, device: torch.device) -> tuple[GMModel, dict, dict | None]:
     """Model (from the checkpoint, from --init, or fresh), checkpoint meta, optimizer state."""
     if (resumed := resume(args.ckpt)) is not None:

@@ -22,14 +22,7 @@ from gmcodec.data import list_images
 from gmcodec.imageio import pad, to_image, to_tensor
 from gmcodec.metrics import psnr
 from gmcodec.model import GMModel
-from gmcodec.train import resume
-from gmcodec.zoo import model_from_file
-
-
-def load_any(path: str) -> GMModel:
-    """A model from exported weights or a checkpoint folder."""
-    model = resume(path)[0] if Path(path).is_dir() else model_from_file(path)[0]
-    return model.eval()
+from gmcodec.train import load_any
 
 
 @torch.no_grad()
