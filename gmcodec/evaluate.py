@@ -48,18 +48,20 @@ def transform_ceiling(
     distortion floor of g_a/g_s that no entropy model or rate can lower. ``psnr_round`` decodes
     round(y) instead (y = g_a(x) * gain(q)), the reconstruction ``evaluate_rd`` scores.
     """
-    images = [to_tensor(Image.open(p).convert("RGB")) for p in paths]
-    points = []
-    for q in qualities:
-        gain, inv_gain = model.gains(torch.tensor([float(q)], device=device))
-        sums = np.zeros(2)
-        for x in images:
-            h, w = x.shape[-2:]
-            y = model.g_a(pad(x.to(device))).float() * gain
-            ref = np.asarray(to_image(x))
+    gains = [model.gains(torch.tensor([float(q)], device=device)) for q in qualities]
+    sums = np.zeros((len(qualities), 2))
+    for path in paths:
+        x = to_tensor(Image.open(path).convert("RGB"))
+        h, w = x.shape[-2:]
+        ref = np.asarray(to_image(x))
+        features = model.g_a(pad(x.to(device))).float()  # g_a(x), shared by every q
+        for k, (gain, inv_gain) in enumerate(gains):
+            y = features * gain
             for i, latent in enumerate((y, torch.round(y))):
                 x_hat = model.g_s(latent * inv_gain)[..., :h, :w].float().cpu()
-                sums[i] += psnr(ref, np.asarray(to_image(x_hat)))
-        ae, rounded = sums / len(images)
-        points.append({"q": float(q), "psnr_ae": float(ae), "psnr_round": float(rounded)})
-    return points
+                sums[k, i] += psnr(ref, np.asarray(to_image(x_hat)))
+    means = sums / len(paths)
+    return [
+        {"q": float(q), "psnr_ae": float(ae), "psnr_round": float(rounded)}
+        for q, (ae, rounded) in zip(qualities, means, strict=True)
+    ]

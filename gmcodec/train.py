@@ -120,6 +120,25 @@ def rd_loss(model: GMModel, x: torch.Tensor, gen: torch.Generator) -> dict[str, 
     return {"loss": loss, "mse": mse.mean(), "bpp": bpp.mean()}
 
 
+def seconds_per_step(
+    cfg: ModelConfig, batch: int, crop: int, steps: int, bf16: bool = False
+) -> float:
+    """CPU seconds per training step (random data, channels_last, AdamW), after one warm-up."""
+    model = GMModel(cfg).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), 1e-4)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 3, crop, crop).contiguous(memory_format=torch.channels_last)
+    start = 0.0
+    for i in range(steps + 1):
+        start = time.perf_counter() if i == 1 else start
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = rd_loss(model, x, gen)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - start) / steps
+
+
 def train_step(model, opt, x, gen, args, device) -> dict[str, float]:
     """One optimizer step; returns the float metrics."""
     use_bf16 = device.type == "cuda" or args.bf16

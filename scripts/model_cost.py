@@ -24,7 +24,7 @@ from PIL import Image
 from gmcodec.codec import Codec
 from gmcodec.config import ModelConfig
 from gmcodec.model import GMModel
-from gmcodec.train import rd_loss
+from gmcodec.train import seconds_per_step
 
 CONFIGS = {
     "small (shipped: N=128, M=192, d=128, depth 2)": ModelConfig(),
@@ -53,22 +53,6 @@ def codec_seconds(model: GMModel, img: Image.Image, repeat: int) -> tuple[float,
     return enc, dec, 8 * len(data) / (img.width * img.height)
 
 
-def train_seconds(cfg: ModelConfig, steps: int) -> float:
-    """Seconds per training step (batch 4 of 256x256, fp32, channels_last) after a warm-up."""
-    model = GMModel(cfg).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), 1e-4)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(4, 3, 256, 256).contiguous(memory_format=torch.channels_last)
-    start = 0.0
-    for i in range(steps + 1):
-        start = time.perf_counter() if i == 1 else start
-        loss = rd_loss(model, x, gen)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return (time.perf_counter() - start) / steps
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--image", default="examples/kodim23.png")
@@ -87,7 +71,7 @@ def main() -> None:
         params = sum(t.numel() for t in model.parameters())
         with torch.no_grad():
             enc, dec, bpp = codec_seconds(model, img, a.repeat)
-        step = train_seconds(cfg, a.train_steps) if a.train_steps else float("nan")
+        step = seconds_per_step(cfg, 4, 256, a.train_steps) if a.train_steps else float("nan")
         print(
             f"| {name} | {params / 1e6:.2f} M | {2 * params / 1e6:.1f} | {enc:.2f} | {dec:.2f} "
             f"| {bpp:.2f} | {step:.2f} |"

@@ -65,3 +65,12 @@ def test_learning_rate_warms_up_then_decays():
     assert lr_at(a, 0, 0.0) < lr_at(a, 20, 0.1) == pytest.approx(1e-3)
     assert lr_at(a, 500, 0.75) < 1e-3
     assert lr_at(a, 900, 1.0) == pytest.approx(5e-5)
+
+
+def test_seconds_per_step_times_real_optimizer_steps():
+    from gmcodec.config import ModelConfig
+    from gmcodec.train import seconds_per_step
+
+    cfg = ModelConfig(N=8, M=16, Nz=8, C=16, slices=(8, 8), d_model=16, heads=2, depth=1)
+    seconds = seconds_per_step(cfg, batch=1, crop=64, steps=1)
+    assert 0 < seconds < 60
