@@ -7,8 +7,8 @@
 # (the Kodak PNGs, for the final evaluation and GPU timings) and .whl/ (constriction and
 # pytorch-msssim wheels when the machine lacks them). Trains the GroupedMixer model and, on the
 # same GPU at the same time and budget, two ablations (hyperprior-only mean-scale; 5 groups
-# instead of 20; ABLATIONS=0 skips them). LR (default 3e-4) and CROP (256) override the
-# training settings. Writes OUT_DIR/main/ (resumable checkpoint, each file < 16 MiB) and
+# instead of 20; ABLATIONS=0 skips them). LR (default 3e-4), CROP (256) and BATCH (16)
+# override the training settings. Writes OUT_DIR/main/ (resumable checkpoint, each file < 16 MiB) and
 # OUT_DIR/logs.tgz (JSON logs, evaluations, GPU benchmark).
 set -uo pipefail
 OUT=${1:?usage: train_gpu.sh OUT_DIR MINUTES [START]}
@@ -24,7 +24,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 LOGS=$(mktemp -d)
 nvidia-smi -L 2>/dev/null || true
 EVAL=${EVAL:-.kodak}
-COMMON=(--data pack/train --minutes "$MIN" --crop "${CROP:-256}" --batch 16 --lr "${LR:-3e-4}" --ckpt-every 2 --eval "$EVAL")
+COMMON=(--data pack/train --minutes "$MIN" --crop "${CROP:-256}" --batch "${BATCH:-16}" --lr "${LR:-3e-4}" --ckpt-every 2 --eval "$EVAL")
 INIT=()
 if [ -n "$START" ] && [ -d "$START" ]; then cp -r "$START" "$OUT/main"; fi
 if [ -n "$START" ] && [ -f "$START" ]; then INIT=(--init "$START"); fi
