@@ -188,6 +188,15 @@ def _log_rate_curve(rate: Sequence[float], dist: Sequence[float]) -> tuple[np.nd
     return qual, log_rate
 
 
+def rd_points(points: Iterable[Mapping[str, Any]]) -> tuple[list[float], list[float]]:
+    """The (bpp, PSNR) lists of measured points, each a mapping with "bpp" and "psnr" keys.
+
+    The shape ``bd_rate`` takes for one curve: ``bd_rate(*rd_points(a), *rd_points(b))``.
+    """
+    points = list(points)
+    return [float(p["bpp"]) for p in points], [float(p["psnr"]) for p in points]
+
+
 def bd_rate(
     rate_a: Sequence[float],
     dist_a: Sequence[float],

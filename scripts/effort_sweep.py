@@ -27,7 +27,7 @@ from gmcodec import refine
 from gmcodec.codec import Codec
 from gmcodec.data import list_images
 from gmcodec.imageio import to_tensor
-from gmcodec.metrics import bd_rate, psnr
+from gmcodec.metrics import bd_rate, psnr, rd_points
 
 
 def _floats(text: str) -> list[float]:
@@ -64,12 +64,7 @@ def table(points: list[dict], efforts: list[int]) -> str:
         pts = [p for p in points if p["effort"] == e]
         cells = ", ".join(f"{p['quality']:g}: {p['bpp']:.4f} / {p['psnr']:.2f}" for p in pts)
         secs = np.mean([p["encode_s"] for p in pts])
-        bd = bd_rate(
-            [p["bpp"] for p in base],
-            [p["psnr"] for p in base],
-            [p["bpp"] for p in pts],
-            [p["psnr"] for p in pts],
-        )
+        bd = bd_rate(*rd_points(base), *rd_points(pts))
         rows.append(f"| {e} | {cells} | {secs:.2f} | {bd:+.2f}% |")
     return "\n".join(rows)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from gmcodec.evaluate import evaluate_rd
-from gmcodec.metrics import bd_rate
+from gmcodec.metrics import bd_rate, rd_points
 from gmcodec.train import load_any
 
 
@@ -42,8 +42,7 @@ def curves(path: Path, sets: dict[str, str], qs: list[float], cache: Path) -> di
     if entry.exists():
         return json.loads(entry.read_text())
     model = load_any(path)
-    with torch.no_grad():
-        result = {name: evaluate_rd(model, d, torch.device("cpu"), qs) for name, d in sets.items()}
+    result = {name: evaluate_rd(model, d, torch.device("cpu"), qs) for name, d in sets.items()}
     cache.mkdir(parents=True, exist_ok=True)
     entry.write_text(json.dumps(result, indent=1))
     return result
@@ -51,11 +50,7 @@ def curves(path: Path, sets: dict[str, str], qs: list[float], cache: Path) -> di
 
 def bd(base: list[dict], new: list[dict]) -> float:
     """BD-rate (PSNR) of the new curve against the base curve, in percent."""
-
-    def rd(c: list[dict]) -> tuple[list[float], list[float]]:
-        return [p["bpp"] for p in c], [p["psnr"] for p in c]
-
-    return bd_rate(*rd(base), *rd(new))
+    return bd_rate(*rd_points(base), *rd_points(new))
 
 
 def main() -> None:

@@ -12,23 +12,19 @@ from __future__ import annotations
 import json
 import sys
 
-from gmcodec.metrics import bd_rate, load_anchors
-
-
-def curve(points: list[dict]) -> tuple[list[float], list[float]]:
-    return [p["bpp"] for p in points], [p["psnr"] for p in points]
+from gmcodec.metrics import bd_rate, load_anchors, rd_points
 
 
 def main() -> None:
     bench = json.load(open(sys.argv[1]))
-    avif = curve(bench["codecs"]["avif"])
-    jpeg = curve(bench["codecs"]["jpeg"])
+    avif = rd_points(bench["codecs"]["avif"])
+    jpeg = rd_points(bench["codecs"]["jpeg"])
     vtm = next(a for a in load_anchors("../shared/anchors/kodak") if a.key == "vtm")
     print("| run | steps | BD vs Pillow JPEG | BD vs Pillow AVIF | BD vs VTM |")
     print("| --- | --- | --- | --- | --- |")
     for path in sys.argv[2:]:
         run = json.load(open(path))
-        rate, dist = curve(run["eval"] if "eval" in run else run["codecs"]["gmx"])
+        rate, dist = rd_points(run["eval"] if "eval" in run else run["codecs"]["gmx"])
         row = [
             bd_rate(*jpeg, rate, dist),
             bd_rate(*avif, rate, dist),

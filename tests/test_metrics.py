@@ -146,3 +146,14 @@ def test_real_kodak_anchors_load_and_reproduce_published_bd_rates() -> None:
     assert vtm.ms_ssim is not None and hpcm.ms_ssim is None
     # SOURCES.md: HPCM-Base is about -16% BD-rate against VTM.
     assert metrics.bd_rate(vtm.bpp, vtm.psnr, hpcm.bpp, hpcm.psnr) == pytest.approx(-16, abs=1)
+
+
+def test_rd_points_feeds_bd_rate_with_one_curve_per_list():
+    a = [
+        {"q": 0, "bpp": 0.2, "psnr": 28.0},
+        {"q": 1, "bpp": 0.5, "psnr": 31.0},
+        {"q": 2, "bpp": 1.0, "psnr": 34.0},
+    ]
+    b = [dict(p, bpp=p["bpp"] * 0.9) for p in a]
+    assert metrics.rd_points(a) == ([0.2, 0.5, 1.0], [28.0, 31.0, 34.0])
+    assert metrics.bd_rate(*metrics.rd_points(a), *metrics.rd_points(b)) == pytest.approx(-10.0)
