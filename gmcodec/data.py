@@ -1,8 +1,9 @@
 """Training data: a compact, git-ignored pack of the training corpus, and GPU-side cropping.
 
 The pack holds each training photo downscaled (by up to 2x, keeping the short side >= the
-crop size, which removes JPEG and sensor noise) and re-saved as JPEG q95 4:4:4, so the whole
-corpus fits the 64 MiB that travels to a GPU machine. A fixed slice is held out for validation.
+crop size, which removes JPEG and sensor noise) and re-saved as JPEG q85 4:4:4; a byte budget
+leaves out evenly spaced images so that the pack fits beside the repo in the 64 MiB that
+travels to a GPU machine (``scripts/prepare_gpu.py``). A fixed slice is held out for validation.
 """
 
 from __future__ import annotations
@@ -42,33 +43,59 @@ def build_pack(
     min_side: int = 256,
     val_every: int = 40,
     quality: int = 85,
-    drop_every: int = 4,
+    max_bytes: int | None = None,
 ) -> dict[str, int]:
     """Write dst/train/*.jpg and dst/val/*.jpg (every ``val_every``-th image) from src.
 
-    Every ``drop_every``-th remaining image (counting from the 4th) is left out to fit the size
-    budget (0 keeps all).
+    With ``max_bytes``, evenly spaced training images are left out so that the pack fits it
+    (validation images are always kept). Earlier ``*.jpg`` in dst/train and dst/val are removed.
     """
+    encoded, too_small = _encode_all(src, min_side, quality)
+    val = [(i, b) for i, b in encoded if i % val_every == 0]
+    train = [(i, b) for i, b in encoded if i % val_every]
+    if max_bytes is not None:
+        room = max_bytes - sum(len(b) for _, b in val)
+        if room < 0:
+            raise ValueError(f"the validation images alone exceed {max_bytes} bytes")
+        train = _evenly_within(train, room)
+    counts = {"train": len(train), "val": len(val), "skipped": len(encoded) + too_small}
+    counts["skipped"] -= counts["train"] + counts["val"]
+    counts["bytes"] = sum(len(b) for _, b in train + val)
     dst = Path(dst)
-    counts = {"train": 0, "val": 0, "skipped": 0, "bytes": 0}
+    for split, items in (("train", train), ("val", val)):
+        (dst / split).mkdir(parents=True, exist_ok=True)
+        for old in (dst / split).glob("*.jpg"):
+            old.unlink()
+        for i, data in items:
+            (dst / split / f"{i:05d}.jpg").write_bytes(data)
+    return counts
+
+
+def _encode_all(
+    src: str | Path, min_side: int, quality: int
+) -> tuple[list[tuple[int, bytes]], int]:
+    """(index, JPEG bytes) of each image under src big enough to shrink; how many were not."""
+    encoded, too_small = [], 0
     for i, path in enumerate(list_images(src)):
-        if drop_every and i % val_every and i % drop_every == drop_every - 1:
-            counts["skipped"] += 1
-            continue
         with Image.open(path) as im:
             img = shrink(im.convert("RGB"), min_side)
         if img is None:
-            counts["skipped"] += 1
+            too_small += 1
             continue
-        split = "val" if i % val_every == 0 else "train"
-        out = dst / split / f"{i:05d}.jpg"
-        out.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         img.save(buf, "JPEG", quality=quality, subsampling=0)
-        out.write_bytes(buf.getvalue())
-        counts[split] += 1
-        counts["bytes"] += len(buf.getvalue())
-    return counts
+        encoded.append((i, buf.getvalue()))
+    return encoded, too_small
+
+
+def _evenly_within(items: list[tuple[int, bytes]], room: int) -> list[tuple[int, bytes]]:
+    """The most evenly spaced items (k of n at positions j * n // k) whose bytes fit ``room``."""
+    n = len(items)
+    for k in range(n, 0, -1):
+        chosen = [items[j * n // k] for j in range(k)]
+        if sum(len(b) for _, b in chosen) <= room:
+            return chosen
+    return []
 
 
 def load_images(root: str | Path, device: torch.device, min_side: int) -> list[torch.Tensor]:

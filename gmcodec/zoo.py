@@ -2,7 +2,9 @@
 
 Each model is a compact fp16 state dict (``<id>.pt``), its config (``<id>.json``) and an entry
 in ``weights/manifest.json`` with the file's sha256. Loading verifies the hash; nothing is ever
-downloaded.
+downloaded. A *retired* model keeps its manifest entry, marked with the git commit whose
+``weights/`` still holds its files; restoring them from there makes it load again
+(``docs/TRAINING.md``, "Which weights ship").
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def load_model(model_id: str | None = None, root: Path | None = None) -> tuple[G
     mid, entry = resolve(model_id, root)
     path = root / entry["file"]
     if not path.exists():
-        raise WeightsError(f"weights file {path} is missing")
+        raise WeightsError(_missing(mid, entry, path))
     digest = sha256_file(path)
     if digest != entry["sha256"]:
         raise WeightsError(
@@ -87,6 +89,31 @@ def load_model(model_id: str | None = None, root: Path | None = None) -> tuple[G
         )
     model, _ = model_from_file(path)
     return model.eval(), mid, digest
+
+
+def _missing(model_id: str, entry: dict[str, Any], path: Path) -> str:
+    if "retired" not in entry:
+        return f"weights file {path} is missing"
+    return (
+        f"model '{model_id}' is retired from this gmx; restore its weights with "
+        f"`git show {entry['retired']}:weights/{entry['file']} > {path}` (in the gmcodec repo)"
+    )
+
+
+def retire(model_id: str, commit: str, root: Path | None = None) -> None:
+    """Delete a model's files from ``weights/``; its manifest entry stays, marked ``retired``.
+
+    ``commit`` must be a git commit whose ``weights/`` holds the files (checked by the caller).
+    """
+    root = root or weights_dir()
+    mid, entry = resolve(model_id, root)
+    manifest = read_manifest(root)
+    if manifest["default"] == mid:
+        raise WeightsError(f"'{mid}' is the default model; make another the default first")
+    for name in (entry["file"], entry["config"]):
+        (root / name).unlink(missing_ok=True)
+    manifest["models"][mid]["retired"] = commit
+    _write_manifest(root, manifest)
 
 
 def export(
@@ -126,4 +153,8 @@ def _register(
     }
     if make_default or "default" not in manifest:
         manifest["default"] = model_id
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    _write_manifest(root, manifest)
+
+
+def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -177,7 +177,7 @@ def test_large_images_are_transformed_in_tiles_without_seams(codec, sample_image
     assert np.abs(tiled - whole).max() <= 2
 
 
-def test_files_made_with_an_older_shipped_model_still_decode(crop, tmp_path, monkeypatch):
+def test_older_models_files_decode_and_a_retired_ones_name_the_restore(crop, tmp_path, monkeypatch):
     import shutil
 
     from gmcodec import zoo
@@ -193,6 +193,11 @@ def test_files_made_with_an_older_shipped_model_still_decode(crop, tmp_path, mon
     current = Codec.load(device="cpu")
     assert current.model_id != "gm-old"
     assert np.array_equal(np.asarray(current.decode(data)), np.asarray(old.decode(data)))
+    zoo.retire("gm-old", "abc123", tmp_path / "w")
+    with pytest.raises(
+        DecodeError, match="model 'gm-old'.* retired .*git show abc123:weights/gm-old"
+    ):
+        Codec.load(device="cpu").decode(data)
 
 
 @pytest.mark.parametrize("quality", [25, 85])

@@ -23,7 +23,7 @@ DECODER_PREFIXES = ("g_s.", "log_inv_gain")
 
 
 def _args(data, ckpt, minutes=0.1):
-    _, entry = resolve("gm-small-v1")
+    _, entry = resolve()
     init = weights_dir() / entry["file"]
     return parse_args(
         ["--data", str(data), "--ckpt", str(ckpt), "--minutes", str(minutes), "--init", str(init)]
@@ -35,7 +35,7 @@ def test_only_decoder_parameters_change_and_a_run_resumes(tiny_data, tmp_path):
     ckpt = tmp_path / "ckpt"
     first = run(_args(tiny_data, ckpt))
     assert first["steps"] >= 1
-    start, _, _ = load_model("gm-small-v1")
+    start, _, _ = load_model()
     meta, state, opt = checkpoint.load(ckpt)
     before = {k: v.float() for k, v in start.state_dict().items()}
     moved = {k for k in state if not torch.equal(state[k], before[k])}
@@ -49,7 +49,7 @@ def test_only_decoder_parameters_change_and_a_run_resumes(tiny_data, tmp_path):
 
 
 def test_decoder_parameters_are_g_s_and_the_inverse_gains():
-    model, _, _ = load_model("gm-small-v1")
+    model, _, _ = load_model()
     params = decoder_parameters(model)
     assert params[-1] is model.log_inv_gain
     assert (
@@ -87,7 +87,7 @@ def test_latent_crops_are_aligned_with_pixel_crops(margin):
 
 
 def test_the_loss_ignores_the_margin(monkeypatch):
-    model, _, _ = load_model("gm-small-v1")
+    model, _, _ = load_model()
     y = torch.zeros(1, model.cfg.M, 5, 5)
     x_hat = torch.rand(1, 3, 80, 80)
     x_hat[..., 16:64, 16:64] = 0.5
