@@ -3,8 +3,9 @@
 #
 #   bash scripts/train_gpu.sh OUT_DIR MINUTES [START_CKPT_OR_WEIGHTS]
 #
-# Expects, inside the repo tree (git-ignored): pack/train (scripts/make_pack.py), .kodak/
-# (the Kodak PNGs, for the final evaluation and GPU timings) and .whl/ (constriction and
+# Expects, inside the repo tree (git-ignored; scripts/prepare_gpu.py makes them fit the 64 MiB
+# that travels): pack/train, .kodak/ (Kodak PNGs, by default the first 4, for the closing
+# evaluation, GPU timings and files for cross-device decoding) and .whl/ (constriction and
 # pytorch-msssim wheels when the machine lacks them). Trains the GroupedMixer model and, on the
 # same GPU at the same time and budget, two ablations (hyperprior-only mean-scale; 5 groups
 # instead of 20; ABLATIONS=0 skips them). LR (default 3e-4), CROP (256) and BATCH (16)
