@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
+
 import torch
 
 
@@ -14,3 +17,26 @@ def pick_device(name: str = "auto") -> torch.device:
     if name not in ("cpu", "cuda"):
         raise ValueError(f"unknown device '{name}' (use auto, cpu or cuda)")
     return torch.device(name)
+
+
+@lru_cache
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True if the CPU computes bf16 natively (x86 flags amx_bf16 or avx512_bf16).
+
+    Without such units bf16 autocast is emulated and far slower than fp32 (docs/TRAINING.md);
+    the flags are read from ``cpuinfo``, and a system without that file counts as no bf16.
+    """
+    try:
+        flags = Path(cpuinfo).read_text(errors="replace").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def use_bf16(device: torch.device, mode: str = "auto") -> bool:
+    """Whether training autocasts to bf16: 'on', 'off', or 'auto' (CUDA, or a CPU with bf16)."""
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"unknown bf16 mode '{mode}' (use auto, on or off)")
+    if mode != "auto":
+        return mode == "on"
+    return device.type == "cuda" or cpu_has_bf16()

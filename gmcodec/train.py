@@ -3,7 +3,7 @@
 ``python -m gmcodec.train --data pack/train --ckpt checkpoints/run --minutes 30``
 
 Loss per image: ``lambda * 255^2 * MSE + bpp`` with lambda drawn per image from the config's
-lambdas (variable rate through gain vectors). bf16 autocast on CUDA (and on CPU with --bf16),
+lambdas (variable rate through gain vectors). bf16 autocast on CUDA and on CPUs with bf16 units,
 AdamW, gradient clipping, LR warm-up then cosine decay over the time budget. Checkpoints (with
 optimizer state) are written every ``--ckpt-every`` minutes and at the end.
 """
@@ -22,7 +22,7 @@ import torch
 from . import checkpoint
 from .config import ModelConfig
 from .data import CropSampler, load_images
-from .device import pick_device
+from .device import pick_device, use_bf16
 from .evaluate import evaluate_rd
 from .model import GMModel
 
@@ -50,7 +50,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast on CPU (always on CUDA)")
+    p.add_argument(
+        "--bf16",
+        nargs="?",
+        const="on",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="bf16 autocast; auto = on CUDA and on CPUs with amx_bf16/avx512_bf16 (bare: on)",
+    )
     p.add_argument("--entropy", choices=["mixer", "meanscale"], default="mixer")
     p.add_argument("--spatial-groups", type=int, default=4)
     p.add_argument("--slices", default="16,16,32,64,64")
@@ -141,8 +148,7 @@ def seconds_per_step(
 
 def train_step(model, opt, x, gen, args, device) -> dict[str, float]:
     """One optimizer step; returns the float metrics."""
-    use_bf16 = device.type == "cuda" or args.bf16
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(device, args.bf16)):
         m = rd_loss(model, x, gen)
     opt.zero_grad(set_to_none=True)
     m["loss"].backward()
@@ -179,6 +185,7 @@ def run(args: argparse.Namespace) -> dict:
         "crop": args.crop,
         "batch": args.batch,
         "lr": args.lr,
+        "bf16": use_bf16(device, args.bf16),
         "start_step": meta["step"],
         "history": [],
     }

@@ -1,19 +1,42 @@
 """Seconds per training step on this machine, fp32 vs bf16 autocast (CPU, channels_last).
 
+With --weights, also the training loss of one fixed batch of validation crops under both
+precisions, so that bf16's speed can be weighed against how closely it tracks fp32.
+
 Usage: python scripts/cpu_speed.py [--batch 8] [--crop 128] [--steps 3]
+                                   [--weights weights/gm-small-v5.pt --data pack/val]
 """
 
 import argparse
 
+import torch
+
 from gmcodec.config import ModelConfig
-from gmcodec.train import seconds_per_step
+from gmcodec.data import CropSampler, load_images
+from gmcodec.train import load_any, rd_loss, seconds_per_step
+
+
+def loss_by_precision(weights: str, data: str, batch: int, crop: int) -> None:
+    """Print loss / bpp / MSE of one seeded batch in fp32 and under bf16 autocast."""
+    model = load_any(weights).float().to(memory_format=torch.channels_last).train()
+    sampler = CropSampler(load_images(data, torch.device("cpu"), crop), crop, 0)
+    x = sampler.batch(batch).contiguous(memory_format=torch.channels_last)
+    for bf16 in (False, True):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            m = rd_loss(model, x, torch.Generator().manual_seed(1))
+        print(f"bf16={bf16}: " + ", ".join(f"{k} {float(v):.5f}" for k, v in m.items()))
+
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--weights", help="also compare the loss of one batch (exported or checkpoint)")
+    p.add_argument("--data", default="pack/val", help="images for --weights")
     a = p.parse_args()
     for bf16 in (False, True):
         seconds = seconds_per_step(ModelConfig(), a.batch, a.crop, a.steps, bf16)
         print(f"bf16={bf16}: {seconds:.2f} s/step")
+    if a.weights:
+        loss_by_precision(a.weights, a.data, a.batch, a.crop)

@@ -6,8 +6,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from gmcodec import checkpoint
+from gmcodec.device import cpu_has_bf16, use_bf16
 from gmcodec.train import lr_at, parse_args, run
 
 
@@ -74,3 +76,27 @@ def test_seconds_per_step_times_real_optimizer_steps():
     cfg = ModelConfig(N=8, M=16, Nz=8, C=16, slices=(8, 8), d_model=16, heads=2, depth=1)
     seconds = seconds_per_step(cfg, batch=1, crop=64, steps=1)
     assert 0 < seconds < 60
+
+
+def test_bf16_auto_follows_the_cpu_flags(tmp_path):
+    amx, plain = tmp_path / "amx", tmp_path / "plain"
+    amx.write_text("flags\t\t: fpu sse2 avx512f amx_bf16 amx_tile\n")
+    plain.write_text("flags\t\t: fpu sse2 avx2 fma\n")
+    assert cpu_has_bf16(str(amx)) and not cpu_has_bf16(str(plain))
+    assert not cpu_has_bf16(str(tmp_path / "missing"))
+
+
+def test_bf16_modes_and_the_bare_flag():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert use_bf16(cpu, "on") and not use_bf16(cuda, "off") and use_bf16(cuda, "auto")
+    with pytest.raises(ValueError, match="bf16 mode"):
+        use_bf16(cpu, "maybe")
+    base = ["--data", "x", "--ckpt", "y", "--minutes", "1"]
+    assert parse_args(base).bf16 == "auto"
+    assert parse_args([*base, "--bf16"]).bf16 == "on"
+    assert parse_args([*base, "--bf16", "off"]).bf16 == "off"
+
+
+def test_run_record_names_the_precision(tiny_data, tmp_path):
+    record = run(_args(tiny_data, tmp_path / "ckpt", minutes=0.01))
+    assert record["bf16"] == cpu_has_bf16()
