@@ -130,7 +130,7 @@ def rd_loss(model: GMModel, x: torch.Tensor, gen: torch.Generator) -> dict[str, 
 def seconds_per_step(
     cfg: ModelConfig, batch: int, crop: int, steps: int, bf16: bool = False
 ) -> float:
-    """CPU seconds per training step (random data, channels_last, AdamW), after one warm-up."""
+    """CPU seconds per train_step (random data, channels_last, AdamW), after one warm-up."""
     model = GMModel(cfg).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), 1e-4)
     gen = torch.Generator().manual_seed(0)
@@ -138,21 +138,24 @@ def seconds_per_step(
     start = 0.0
     for i in range(steps + 1):
         start = time.perf_counter() if i == 1 else start
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = rd_loss(model, x, gen)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(model, opt, x, gen, clip=1.0, bf16=bf16)
     return (time.perf_counter() - start) / steps
 
 
-def train_step(model, opt, x, gen, args, device) -> dict[str, float]:
-    """One optimizer step; returns the float metrics."""
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(device, args.bf16)):
+def train_step(
+    model: GMModel,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    gen: torch.Generator,
+    clip: float,
+    bf16: bool,
+) -> dict[str, float]:
+    """One optimizer step (bf16 autocast on x's device if ``bf16``); returns the float metrics."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         m = rd_loss(model, x, gen)
     opt.zero_grad(set_to_none=True)
     m["loss"].backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     opt.step()
     return {k: float(v.detach()) for k, v in m.items()}
 
@@ -209,7 +212,7 @@ def loop(model, opt, sampler, gen, args, device, meta, record, log_path) -> None
         x = sampler.batch(args.batch)
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        for k, v in train_step(model, opt, x, gen, args, device).items():
+        for k, v in train_step(model, opt, x, gen, args.clip, record["bf16"]).items():
             acc[k] = acc.get(k, 0.0) + v
         meta["step"] += 1
         n += 1
