@@ -26,6 +26,9 @@ from .device import pick_device, use_bf16
 from .evaluate import evaluate_rd
 from .model import GMModel
 
+GRAD_CLIP = 1.0
+"""Default max global gradient norm (``--clip``); also what ``seconds_per_step`` times."""
+
 
 def run_arguments(p: argparse.ArgumentParser) -> None:
     """The options every resumable training stage takes: data, checkpoint, budget, start."""
@@ -48,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--decay-from", type=float, default=0.5, help="budget fraction where decay starts"
     )
-    p.add_argument("--clip", type=float, default=1.0)
+    p.add_argument("--clip", type=float, default=GRAD_CLIP)
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--bf16",
@@ -138,7 +141,7 @@ def seconds_per_step(
     start = 0.0
     for i in range(steps + 1):
         start = time.perf_counter() if i == 1 else start
-        train_step(model, opt, x, gen, clip=1.0, bf16=bf16)
+        train_step(model, opt, x, gen, clip=GRAD_CLIP, bf16=bf16)
     return (time.perf_counter() - start) / steps
 
 
