@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import pytest
 from PIL import Image
 
 from gmcodec import bench
+
+ROOT = Path(__file__).resolve().parent.parent
 
 QUALITIES = (30, 80)
 POINT_KEYS = {"quality", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s"}
@@ -201,3 +204,41 @@ def test_gmx_adapter_delegates_to_the_codec(image_dir: Path) -> None:
     assert results["context_cache"]["speedup"] == pytest.approx(4.0)
     assert results["stages"]["decode"] == {"transforms": 0.25}
     assert codec.efforts == {3}  # every encode, timed or not, at the adapter's effort
+
+
+def _load_publish():
+    spec = importlib.util.spec_from_file_location(
+        "publish_bench", ROOT / "scripts/publish_bench.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_publish_bench_replaces_only_the_report_section(image_dir: Path, tmp_path: Path) -> None:
+    out, docs = tmp_path / "report", tmp_path / "docs"
+    docs.mkdir()
+    bench.run_bench(
+        image_dir,
+        [FakeGmxAdapter(), "jpeg"],
+        {"jpeg": QUALITIES},
+        "cpu",
+        None,
+        out,
+        progress=False,
+        command="t",
+    )
+    publish = _load_publish()
+    old = "# Benchmarks\n\nhand-written summary\n" + publish.HEADING + "\nold report\n"
+    (docs / "BENCHMARKS.md").write_text(old)
+    publish.publish(out, docs)
+    page = (docs / "BENCHMARKS.md").read_text()
+    report = (out / "REPORT.md").read_text()
+    assert page.startswith("# Benchmarks\n\nhand-written summary\n" + publish.HEADING + "\n\n")
+    assert "old report" not in page and "# gmx benchmark" not in page
+    assert page.endswith(report[report.index("\n") + 1 :].lstrip("\n"))
+    assert (docs / "bench-results.json").read_bytes() == (out / "results.json").read_bytes()
+    assert (docs / "rd.png").read_bytes() == (out / "rd.png").read_bytes()
+    (docs / "BENCHMARKS.md").write_text("no heading\n")
+    with pytest.raises(SystemExit, match="exactly one"):
+        publish.publish(out, docs)
