@@ -4,8 +4,9 @@
 
 Loss per image: ``lambda * 255^2 * MSE + bpp`` with lambda drawn per image from the config's
 lambdas (variable rate through gain vectors). bf16 autocast on CUDA and on CPUs with bf16 units,
-AdamW, gradient clipping, LR warm-up then cosine decay over the time budget. Checkpoints (with
-optimizer state) are written every ``--ckpt-every`` minutes and at the end.
+AdamW, gradient clipping, LR warm-up then cosine decay over the time budget, optionally a
+``torch.compile``'d forward (``--compile``). Checkpoints (with optimizer state) are written every
+``--ckpt-every`` minutes and at the end.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +27,9 @@ from .data import CropSampler, load_images
 from .device import pick_device, use_bf16
 from .evaluate import evaluate_rd
 from .model import GMModel
+
+Forward = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+"""The model's forward ``(x, q) -> {"x_hat", "bits_y", "bits_z", ...}``, possibly compiled."""
 
 GRAD_CLIP = 1.0
 """Default max global gradient norm (``--clip``); also what ``seconds_per_step`` times."""
@@ -60,6 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         choices=["auto", "on", "off"],
         help="bf16 autocast; auto = on CUDA and on CPUs with amx_bf16/avx512_bf16 (bare: on)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the training forward (inductor: needs a C++ compiler on CPU)",
     )
     p.add_argument("--entropy", choices=["mixer", "meanscale"], default="mixer")
     p.add_argument("--spatial-groups", type=int, default=4)
@@ -117,12 +127,17 @@ def lr_at(args: argparse.Namespace, step: int, frac: float) -> float:
     return args.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def rd_loss(model: GMModel, x: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
-    """lambda * 255^2 * MSE + bpp, averaged over the batch, lambda drawn per image."""
+def rd_loss(
+    model: GMModel, x: torch.Tensor, gen: torch.Generator, forward: Forward | None = None
+) -> dict[str, torch.Tensor]:
+    """lambda * 255^2 * MSE + bpp, averaged over the batch, lambda drawn per image.
+
+    ``forward`` stands in for ``model`` when called (``torch.compile(model)``, ``--compile``).
+    """
     k = len(model.cfg.lambdas)
     idx = torch.randint(0, k, (x.shape[0],), generator=gen)
     lam = torch.tensor(model.cfg.lambdas)[idx].to(x.device)
-    out = model(x, idx.float().to(x.device))
+    out = (model if forward is None else forward)(x, idx.float().to(x.device))
     pixels = x.shape[2] * x.shape[3]
     mse = (out["x_hat"].float() - x).square().mean((1, 2, 3))
     bpp = (out["bits_y"] + out["bits_z"]) / pixels
@@ -152,10 +167,11 @@ def train_step(
     gen: torch.Generator,
     clip: float,
     bf16: bool,
+    forward: Forward | None = None,
 ) -> dict[str, float]:
     """One optimizer step (bf16 autocast on x's device if ``bf16``); returns the float metrics."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        m = rd_loss(model, x, gen)
+        m = rd_loss(model, x, gen, forward)
     opt.zero_grad(set_to_none=True)
     m["loss"].backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -192,6 +208,7 @@ def run(args: argparse.Namespace) -> dict:
         "batch": args.batch,
         "lr": args.lr,
         "bf16": use_bf16(device, args.bf16),
+        "compile": args.compile,
         "start_step": meta["step"],
         "history": [],
     }
@@ -209,13 +226,14 @@ def loop(model, opt, sampler, gen, args, device, meta, record, log_path) -> None
     budget, start, last_ckpt = args.minutes * 60, time.time(), time.time()
     step0, acc, n = meta["step"], {}, 0
     model.train()
+    forward = torch.compile(model) if args.compile else None
     while (elapsed := time.time() - start) < budget:
         for group in opt.param_groups:
             group["lr"] = lr_at(args, meta["step"] - step0, elapsed / budget)
         x = sampler.batch(args.batch)
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        for k, v in train_step(model, opt, x, gen, args.clip, record["bf16"]).items():
+        for k, v in train_step(model, opt, x, gen, args.clip, record["bf16"], forward).items():
             acc[k] = acc.get(k, 0.0) + v
         meta["step"] += 1
         n += 1
