@@ -4,7 +4,7 @@ With --weights, also the training loss of one fixed batch of validation crops un
 precisions, so that bf16's speed can be weighed against how closely it tracks fp32.
 
 Usage: python scripts/cpu_speed.py [--batch 8] [--crop 128] [--steps 3]
-                                   [--weights weights/gm-small-v7.pt --data pack/val]
+                                   [--weights weights/gm-small-v8.pt --data pack/val]
 """
 
 import argparse
