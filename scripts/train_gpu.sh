@@ -9,7 +9,8 @@
 # pytorch-msssim wheels when the machine lacks them). Trains the GroupedMixer model and, on the
 # same GPU at the same time and budget, two ablations (hyperprior-only mean-scale; 5 groups
 # instead of 20; ABLATIONS=0 skips them). LR (default 3e-4), CROP (256) and BATCH (16)
-# override the training settings. Writes OUT_DIR/main/ (resumable checkpoint, each file < 16 MiB) and
+# override the training settings; COMPILE=1 adds --compile to the main run (measured on the CPU
+# only, not yet on a GPU). Writes OUT_DIR/main/ (resumable checkpoint, each file < 16 MiB) and
 # OUT_DIR/logs.tgz (JSON logs, evaluations, GPU benchmark).
 set -uo pipefail
 OUT=${1:?usage: train_gpu.sh OUT_DIR MINUTES [START]}
@@ -27,9 +28,11 @@ nvidia-smi -L 2>/dev/null || true
 EVAL=${EVAL:-.kodak}
 COMMON=(--data pack/train --minutes "$MIN" --crop "${CROP:-256}" --batch "${BATCH:-16}" --lr "${LR:-3e-4}" --ckpt-every 2 --eval "$EVAL")
 INIT=()
+FLAGS=()
+if [ "${COMPILE:-0}" = 1 ]; then FLAGS=(--compile); fi
 if [ -n "$START" ] && [ -d "$START" ]; then cp -r "$START" "$OUT/main"; fi
 if [ -n "$START" ] && [ -f "$START" ]; then INIT=(--init "$START"); fi
-python3 -m gmcodec.train "${COMMON[@]}" "${INIT[@]}" --ckpt "$OUT/main" --log "$LOGS/main.json" \
+python3 -m gmcodec.train "${COMMON[@]}" "${INIT[@]}" "${FLAGS[@]}" --ckpt "$OUT/main" --log "$LOGS/main.json" \
   > "$LOGS/main.out" 2>&1 &
 MAIN=$!
 ABL=()
