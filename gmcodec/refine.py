@@ -10,9 +10,10 @@ R is the bits of y (the GroupedMixer given round(y_q) as context, psi from
 z = round(h_a(y_q))) plus the bits of z, per pixel. Rounding passes gradients straight
 through; the rate of y is differentiated at y_q + U(-1/2, 1/2), the training proxy. Every
 iterate is scored by the true loss (rounded values, as the coder will spend them) and the best
-one is kept, so refinement never returns a latent worse than g_a's by that measure. Only the
-encoder changes: a refined file is an ordinary .gmx file that any decoder of the same model
-reads.
+one is kept, so refinement never returns a latent worse than g_a's by that measure. Where bf16
+is fast (CUDA, CPUs with bf16 units: ``device.use_bf16``) the steps run under bf16 autocast and
+the pick is confirmed against g_a's latent in full precision. Only the encoder changes: a
+refined file is an ordinary .gmx file that any decoder of the same model reads.
 
 The idea is the latent optimization of Campos et al. (2019) and Yang et al. (2020, "Improving
 inference for neural image compression"), here in its plain form (no annealing).
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .constants import EFFORT_MAX, EFFORT_MIN
+from .device import use_bf16
 from .model import GMModel, lambda_at, ste_round
 
 EFFORT_STEPS = {1: 0, 2: 8, 3: 16, 4: 32, 5: 64}
@@ -89,14 +91,22 @@ def _objective(
 
 
 def refine_latent(
-    model: GMModel, x: torch.Tensor, y0: torch.Tensor, q: float, steps: int, seed: int = 0
+    model: GMModel,
+    x: torch.Tensor,
+    y0: torch.Tensor,
+    q: float,
+    steps: int,
+    seed: int = 0,
+    bf16: bool | None = None,
 ) -> tuple[torch.Tensor, Refinement]:
     """The refined y_q of the image x [1, 3, h, w] in [0, 1] (unpadded), from y0 = g_a * gain.
 
     ``steps`` Adam steps (LEARNING_RATE, linear decay), scored at steps + 1 points; returns
-    the best y_q by the true loss (y0 itself when no step improved it). Deterministic for a
-    given seed on a given device.
+    the best y_q by the true loss (y0 itself when no step improved it). ``bf16``: run the
+    steps under bf16 autocast (None: where ``use_bf16`` says it is fast); the reported losses
+    are then recomputed in full precision. Deterministic for a given seed on a given device.
     """
+    bf16 = use_bf16(y0.device) if bf16 is None else bf16
     _, inv_gain = model.gains(torch.tensor([q]))
     inv_gain = inv_gain.to(y0.device)
     lam = float(lambda_at(model.cfg.lambdas, torch.tensor(float(q))))
@@ -106,7 +116,8 @@ def refine_latent(
     best_loss, best_y, first = float("inf"), y0, float("nan")
     with torch.enable_grad():
         for i in range(steps + 1):
-            loss, true_loss = _objective(model, y, x, inv_gain, lam, gen)
+            with torch.autocast(y0.device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss, true_loss = _objective(model, y, x, inv_gain, lam, gen)
             if i == 0:
                 first = float(true_loss)
             if float(true_loss) < best_loss:
@@ -118,4 +129,24 @@ def refine_latent(
             (grad,) = torch.autograd.grad(loss, [y])
             y.grad = grad
             opt.step()
+    if bf16:
+        best_y, first, best_loss = _confirm(model, x, y0, best_y, inv_gain, lam, gen)
     return best_y, Refinement(steps, first, best_loss)
+
+
+def _confirm(
+    model: GMModel,
+    x: torch.Tensor,
+    y0: torch.Tensor,
+    best_y: torch.Tensor,
+    inv_gain: torch.Tensor,
+    lam: float,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, float, float]:
+    """(latent, loss of y0, its loss): the bf16 pick if its full-precision true loss beats y0's."""
+    with torch.no_grad():
+        first = float(_objective(model, y0, x, inv_gain, lam, gen)[1])
+        if best_y is y0:
+            return y0, first, first
+        after = float(_objective(model, best_y, x, inv_gain, lam, gen)[1])
+    return (best_y, first, after) if after < first else (y0, first, first)

@@ -30,6 +30,15 @@ def test_refinement_lowers_the_true_loss(codec, crop):
     assert y.shape == y0.shape and not torch.equal(y.round(), y0.round())
 
 
+def test_bf16_steps_report_full_precision_losses(codec, crop):
+    x, y0 = _latent(codec, crop(64, 64), 3.0)
+    _, full = refine.refine_latent(codec.model, x, y0, 3.0, steps=4, bf16=False)
+    y, half = refine.refine_latent(codec.model, x, y0, 3.0, steps=4, bf16=True)
+    assert half.loss_before == pytest.approx(full.loss_before, rel=1e-6)
+    assert half.loss_after <= half.loss_before
+    assert (half.loss_after < half.loss_before) == (not torch.equal(y, y0))
+
+
 def test_zero_steps_returns_the_analysis_latent(codec, crop):
     x, y0 = _latent(codec, crop(64, 64), 5.0)
     y, info = refine.refine_latent(codec.model, x, y0, 5.0, steps=0)
