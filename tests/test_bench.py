@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -11,9 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import publish_bench as publish
 from gmcodec import bench
-
-ROOT = Path(__file__).resolve().parent.parent
 
 QUALITIES = (30, 80)
 POINT_KEYS = {"quality", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s"}
@@ -206,15 +204,6 @@ def test_gmx_adapter_delegates_to_the_codec(image_dir: Path) -> None:
     assert codec.efforts == {3}  # every encode, timed or not, at the adapter's effort
 
 
-def _load_publish():
-    spec = importlib.util.spec_from_file_location(
-        "publish_bench", ROOT / "scripts/publish_bench.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_publish_bench_replaces_only_the_report_section(image_dir: Path, tmp_path: Path) -> None:
     out, docs = tmp_path / "report", tmp_path / "docs"
     docs.mkdir()
@@ -228,7 +217,6 @@ def test_publish_bench_replaces_only_the_report_section(image_dir: Path, tmp_pat
         progress=False,
         command="t",
     )
-    publish = _load_publish()
     old = "# Benchmarks\n\nhand-written summary\n" + publish.HEADING + "\nold report\n"
     (docs / "BENCHMARKS.md").write_text(old)
     publish.publish(out, docs)

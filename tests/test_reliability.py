@@ -7,7 +7,6 @@ its long run is recorded in ``docs/RELIABILITY.md``.
 from __future__ import annotations
 
 import faulthandler
-import importlib.util
 import io
 import os
 import struct
@@ -25,6 +24,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+import fuzz
 from gmcodec import container as ct
 from gmcodec.codec import Codec, MismatchError
 from gmcodec.pixels import ORIENTATION_TAG, PixelWarning, prepare
@@ -34,16 +34,6 @@ CASE_SECONDS = 5.0
 """A damaged file is refused by the container: far below this, even on a loaded machine."""
 WATCHDOG_SECONDS = 300
 """A case still running after this is a hang: the process dumps its stacks and exits."""
-
-
-def _load_fuzz():
-    spec = importlib.util.spec_from_file_location("gmx_fuzz", ROOT / "scripts" / "fuzz.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = _load_fuzz()
 
 
 @contextmanager
