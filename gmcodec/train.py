@@ -146,17 +146,27 @@ def rd_loss(
 
 
 def seconds_per_step(
-    cfg: ModelConfig, batch: int, crop: int, steps: int, bf16: bool = False
+    cfg: ModelConfig,
+    batch: int,
+    crop: int,
+    steps: int,
+    bf16: bool = False,
+    compile: bool = False,
 ) -> float:
-    """CPU seconds per train_step (random data, channels_last, AdamW), after one warm-up."""
+    """CPU seconds per train_step (random data, channels_last, AdamW), after warm-up.
+
+    ``compile`` runs the forward through ``torch.compile`` as ``--compile`` does; the warm-up
+    is then two steps, so that compilation is not timed.
+    """
     model = GMModel(cfg).to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if compile else None
     opt = torch.optim.AdamW(model.parameters(), 1e-4)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 3, crop, crop).contiguous(memory_format=torch.channels_last)
-    start = 0.0
-    for i in range(steps + 1):
-        start = time.perf_counter() if i == 1 else start
-        train_step(model, opt, x, gen, clip=GRAD_CLIP, bf16=bf16)
+    warmup, start = 2 if compile else 1, 0.0
+    for i in range(warmup + steps):
+        start = time.perf_counter() if i == warmup else start
+        train_step(model, opt, x, gen, GRAD_CLIP, bf16, forward)
     return (time.perf_counter() - start) / steps
 
 

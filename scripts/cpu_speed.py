@@ -1,9 +1,11 @@
 """Seconds per training step on this machine, fp32 vs bf16 autocast (CPU, channels_last).
 
+With --compile, also bf16 with the forward through torch.compile (``gmcodec.train --compile``).
+
 With --weights, also the training loss of one fixed batch of validation crops under both
 precisions, so that bf16's speed can be weighed against how closely it tracks fp32.
 
-Usage: python scripts/cpu_speed.py [--batch 8] [--crop 128] [--steps 3]
+Usage: python scripts/cpu_speed.py [--batch 8] [--crop 128] [--steps 3] [--compile]
                                    [--weights weights/gm-small-v8.pt --data pack/val]
 """
 
@@ -34,9 +36,10 @@ if __name__ == "__main__":
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--weights", help="also compare the loss of one batch (exported or checkpoint)")
     p.add_argument("--data", default="pack/val", help="images for --weights")
+    p.add_argument("--compile", action="store_true", help="also time bf16 with torch.compile")
     a = p.parse_args()
-    for bf16 in (False, True):
-        seconds = seconds_per_step(ModelConfig(), a.batch, a.crop, a.steps, bf16)
-        print(f"bf16={bf16}: {seconds:.2f} s/step")
+    for bf16, compiled in ((False, False), (True, False), (True, True))[: 3 if a.compile else 2]:
+        seconds = seconds_per_step(ModelConfig(), a.batch, a.crop, a.steps, bf16, compiled)
+        print(f"bf16={bf16} compile={compiled}: {seconds:.3f} s/step")
     if a.weights:
         loss_by_precision(a.weights, a.data, a.batch, a.crop)

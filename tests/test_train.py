@@ -78,6 +78,22 @@ def test_seconds_per_step_times_real_optimizer_steps():
     assert 0 < seconds < 60
 
 
+def test_seconds_per_step_can_time_the_compiled_forward(monkeypatch):
+    from gmcodec.config import ModelConfig
+    from gmcodec.train import seconds_per_step
+
+    graphs, real_compile = [], torch.compile
+
+    def aot_eager(gm, example_inputs):  # dynamo's path without needing a C++ compiler
+        graphs.append(gm)
+        return torch._dynamo.lookup_backend("aot_eager")(gm, example_inputs)
+
+    monkeypatch.setattr(torch, "compile", lambda model: real_compile(model, backend=aot_eager))
+    cfg = ModelConfig(N=8, M=16, Nz=8, C=16, slices=(8, 8), d_model=16, heads=2, depth=1)
+    assert 0 < seconds_per_step(cfg, batch=1, crop=64, steps=1, compile=True) < 120
+    assert graphs  # the timed steps ran the compiled forward
+
+
 def test_bf16_auto_follows_the_cpu_flags(tmp_path):
     amx, plain = tmp_path / "amx", tmp_path / "plain"
     amx.write_text("flags\t\t: fpu sse2 avx512f amx_bf16 amx_tile\n")
