@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
 from pathlib import Path
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -40,3 +42,14 @@ def use_bf16(device: torch.device, mode: str = "auto") -> bool:
     if mode != "auto":
         return mode == "on"
     return device.type == "cuda" or cpu_has_bf16()
+
+
+def gradient_attention(device: torch.device) -> AbstractContextManager[None]:
+    """The attention kernel for passes that backpropagate (training, refinement) on ``device``.
+
+    On a CPU, the math kernel: the GroupedMixer's attention runs over many short sequences
+    (the slots at one token position, 8x8 windows), where the fused CPU kernel's backward is
+    slow (docs/TRAINING.md: 0.357 against 0.463 s per compiled bf16 training step). On CUDA,
+    PyTorch's own choice.
+    """
+    return sdpa_kernel(SDPBackend.MATH) if device.type == "cpu" else nullcontext()

@@ -12,8 +12,10 @@ through; the rate of y is differentiated at y_q + U(-1/2, 1/2), the training pro
 iterate is scored by the true loss (rounded values, as the coder will spend them) and the best
 one is kept, so refinement never returns a latent worse than g_a's by that measure. Where bf16
 is fast (CUDA, CPUs with bf16 units: ``device.use_bf16``) the steps run under bf16 autocast and
-the pick is confirmed against g_a's latent in full precision. Only the encoder changes: a
-refined file is an ordinary .gmx file that any decoder of the same model reads.
+the pick is confirmed against g_a's latent in full precision. Attention takes the kernel of
+``device.gradient_attention`` (on a CPU the math kernel, faster in the backward pass). Only
+the encoder changes: a refined file is an ordinary .gmx file that any decoder of the same
+model reads.
 
 The idea is the latent optimization of Campos et al. (2019) and Yang et al. (2020, "Improving
 inference for neural image compression"), here in its plain form (no annealing).
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from .constants import EFFORT_MAX, EFFORT_MIN
-from .device import use_bf16
+from .device import gradient_attention, use_bf16
 from .model import GMModel, lambda_at, ste_round
 
 EFFORT_STEPS = {1: 0, 2: 8, 3: 16, 4: 32, 5: 64}
@@ -114,7 +116,7 @@ def refine_latent(
     y = y0.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([y], lr=LEARNING_RATE)
     best_loss, best_y, first = float("inf"), y0, float("nan")
-    with torch.enable_grad():
+    with torch.enable_grad(), gradient_attention(y0.device):
         for i in range(steps + 1):
             with torch.autocast(y0.device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss, true_loss = _objective(model, y, x, inv_gain, lam, gen)

@@ -24,7 +24,7 @@ import torch
 from . import checkpoint
 from .config import ModelConfig
 from .data import CropSampler, load_images
-from .device import pick_device, use_bf16
+from .device import gradient_attention, pick_device, use_bf16
 from .evaluate import evaluate_rd
 from .model import GMModel
 
@@ -179,8 +179,12 @@ def train_step(
     bf16: bool,
     forward: Forward | None = None,
 ) -> dict[str, float]:
-    """One optimizer step (bf16 autocast on x's device if ``bf16``); returns the float metrics."""
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+    """One optimizer step (bf16 autocast on x's device if ``bf16``); returns the float metrics.
+
+    Attention uses ``gradient_attention``'s kernel for x's device (the math kernel on a CPU).
+    """
+    autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16)
+    with gradient_attention(x.device), autocast:
         m = rd_loss(model, x, gen, forward)
     opt.zero_grad(set_to_none=True)
     m["loss"].backward()

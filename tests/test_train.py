@@ -147,3 +147,25 @@ def test_compiled_forward_takes_the_same_step_as_eager():
     for name, a in eager.state_dict().items():
         assert torch.allclose(a, compiled.state_dict()[name], atol=1e-5), name
     assert parse_args(["--data", "x", "--ckpt", "y", "--minutes", "1", "--compile"]).compile
+
+
+def test_cpu_training_steps_use_the_math_attention_kernel():
+    """The fused CPU attention kernel never runs in a CPU training step (gradient_attention)."""
+    from torch.profiler import profile
+
+    from gmcodec.config import ModelConfig
+    from gmcodec.model import GMModel
+    from gmcodec.train import train_step
+
+    cfg = ModelConfig(N=8, M=16, Nz=8, C=16, slices=(8, 8), d_model=16, heads=2, depth=1)
+    model = GMModel(cfg)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    x = torch.rand(1, 3, 64, 64)
+    with profile() as plain, torch.no_grad():  # outside the context: the fused kernel
+        model(x, torch.zeros(1))
+    with profile() as step:
+        train_step(model, opt, x, torch.Generator().manual_seed(0), 1.0, False)
+    names = {e.key for e in step.key_averages()}
+    assert any("scaled_dot_product_flash" in e.key for e in plain.key_averages())
+    assert "aten::_scaled_dot_product_attention_math" in names
+    assert not any("flash" in name for name in names)
