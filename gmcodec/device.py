@@ -48,8 +48,9 @@ def gradient_attention(device: torch.device) -> AbstractContextManager[None]:
     """The attention kernel for passes that backpropagate (training, refinement) on ``device``.
 
     On a CPU, the math kernel: the GroupedMixer's attention runs over many short sequences
-    (the slots at one token position, 8x8 windows), where the fused CPU kernel's backward is
-    slow (docs/TRAINING.md: 0.357 against 0.463 s per compiled bf16 training step). On CUDA,
+    (the slots at one token position, 8x8 windows), where the fused CPU kernel's bf16 backward
+    is slow (``scripts/cpu_speed.py --compile [--fused-attention]``, docs/TRAINING.md: 0.335
+    against 0.461 s per compiled bf16 step; fp32 steps are the same either way). On CUDA,
     PyTorch's own choice.
     """
     return sdpa_kernel(SDPBackend.MATH) if device.type == "cpu" else nullcontext()

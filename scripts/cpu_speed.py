@@ -1,18 +1,23 @@
 """Seconds per training step on this machine, fp32 vs bf16 autocast (CPU, channels_last).
 
 With --compile, also bf16 with the forward through torch.compile (``gmcodec.train --compile``).
+Training steps use the math attention kernel on a CPU (``device.gradient_attention``);
+--fused-attention times them with PyTorch's default (fused) CPU kernel instead, as before.
 
 With --weights, also the training loss of one fixed batch of validation crops under both
 precisions, so that bf16's speed can be weighed against how closely it tracks fp32.
 
 Usage: python scripts/cpu_speed.py [--batch 8] [--crop 128] [--steps 3] [--compile]
+                                   [--fused-attention]
                                    [--weights weights/gm-small-v8.pt --data pack/val]
 """
 
 import argparse
+from contextlib import nullcontext
 
 import torch
 
+from gmcodec import train
 from gmcodec.config import ModelConfig
 from gmcodec.data import CropSampler, load_images
 from gmcodec.train import load_any, rd_loss, seconds_per_step
@@ -37,7 +42,10 @@ if __name__ == "__main__":
     p.add_argument("--weights", help="also compare the loss of one batch (exported or checkpoint)")
     p.add_argument("--data", default="pack/val", help="images for --weights")
     p.add_argument("--compile", action="store_true", help="also time bf16 with torch.compile")
+    p.add_argument("--fused-attention", action="store_true", help="PyTorch's default kernel")
     a = p.parse_args()
+    if a.fused_attention:  # train_step enters whatever context this returns
+        train.gradient_attention = lambda device: nullcontext()
     for bf16, compiled in ((False, False), (True, False), (True, True))[: 3 if a.compile else 2]:
         seconds = seconds_per_step(ModelConfig(), a.batch, a.crop, a.steps, bf16, compiled)
         print(f"bf16={bf16} compile={compiled}: {seconds:.3f} s/step")
