@@ -29,7 +29,9 @@ def loss_by_precision(weights: str, data: str, batch: int, crop: int) -> None:
     sampler = CropSampler(load_images(data, torch.device("cpu"), crop), crop, 0)
     x = sampler.batch(batch).contiguous(memory_format=torch.channels_last)
     for bf16 in (False, True):
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+        torch.manual_seed(1)  # the rate's additive noise comes from the global generator
+        with torch.no_grad(), train.gradient_attention(x.device), autocast:
             m = rd_loss(model, x, torch.Generator().manual_seed(1))
         print(f"bf16={bf16}: " + ", ".join(f"{k} {float(v):.5f}" for k, v in m.items()))
 
