@@ -4,11 +4,14 @@ With --compile, also bf16 with the forward through torch.compile (``gmcodec.trai
 Training steps use the math attention kernel on a CPU (``device.gradient_attention``);
 --fused-attention times them with PyTorch's default (fused) CPU kernel instead, as before.
 
+With --profile, the ops with the most self CPU time over one eager bf16 timing (warm-up
+step included), from torch.profiler.
+
 With --weights, also the training loss of one fixed batch of validation crops under both
 precisions, so that bf16's speed can be weighed against how closely it tracks fp32.
 
 Usage: python scripts/cpu_speed.py [--batch 8] [--crop 128] [--steps 3] [--compile]
-                                   [--fused-attention]
+                                   [--fused-attention] [--profile]
                                    [--weights weights/gm-small-v9.pt --data pack/val]
 """
 
@@ -36,6 +39,13 @@ def loss_by_precision(weights: str, data: str, batch: int, crop: int) -> None:
         print(f"bf16={bf16}: " + ", ".join(f"{k} {float(v):.5f}" for k, v in m.items()))
 
 
+def profile_bf16(batch: int, crop: int, steps: int) -> None:
+    """Print the 8 ops with the most self CPU time over an eager bf16 ``seconds_per_step``."""
+    with torch.profiler.profile() as prof:
+        seconds_per_step(ModelConfig(), batch, crop, steps, bf16=True)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--batch", type=int, default=8)
@@ -45,11 +55,14 @@ if __name__ == "__main__":
     p.add_argument("--data", default="pack/val", help="images for --weights")
     p.add_argument("--compile", action="store_true", help="also time bf16 with torch.compile")
     p.add_argument("--fused-attention", action="store_true", help="PyTorch's default kernel")
+    p.add_argument("--profile", action="store_true", help="top ops of the eager bf16 steps")
     a = p.parse_args()
     if a.fused_attention:  # train_step enters whatever context this returns
         train.gradient_attention = lambda device: nullcontext()
     for bf16, compiled in ((False, False), (True, False), (True, True))[: 3 if a.compile else 2]:
         seconds = seconds_per_step(ModelConfig(), a.batch, a.crop, a.steps, bf16, compiled)
         print(f"bf16={bf16} compile={compiled}: {seconds:.3f} s/step")
+    if a.profile:
+        profile_bf16(a.batch, a.crop, a.steps)
     if a.weights:
         loss_by_precision(a.weights, a.data, a.batch, a.crop)
