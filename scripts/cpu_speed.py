@@ -23,26 +23,25 @@ import torch
 from gmcodec import train
 from gmcodec.config import ModelConfig
 from gmcodec.data import CropSampler, load_images
-from gmcodec.train import load_any, rd_loss, seconds_per_step
 
 
 def loss_by_precision(weights: str, data: str, batch: int, crop: int) -> None:
     """Print loss / bpp / MSE of one seeded batch in fp32 and under bf16 autocast."""
-    model = load_any(weights).float().to(memory_format=torch.channels_last).train()
+    model = train.load_any(weights).float().to(memory_format=torch.channels_last).train()
     sampler = CropSampler(load_images(data, torch.device("cpu"), crop), crop, 0)
     x = sampler.batch(batch).contiguous(memory_format=torch.channels_last)
     for bf16 in (False, True):
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
         torch.manual_seed(1)  # the rate's additive noise comes from the global generator
         with torch.no_grad(), train.gradient_attention(x.device), autocast:
-            m = rd_loss(model, x, torch.Generator().manual_seed(1))
+            m = train.rd_loss(model, x, torch.Generator().manual_seed(1))
         print(f"bf16={bf16}: " + ", ".join(f"{k} {float(v):.5f}" for k, v in m.items()))
 
 
 def profile_bf16(batch: int, crop: int, steps: int) -> None:
     """Print the 8 ops with the most self CPU time over an eager bf16 ``seconds_per_step``."""
     with torch.profiler.profile() as prof:
-        seconds_per_step(ModelConfig(), batch, crop, steps, bf16=True)
+        train.seconds_per_step(ModelConfig(), batch, crop, steps, bf16=True)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
 
 
@@ -60,7 +59,7 @@ if __name__ == "__main__":
     if a.fused_attention:  # train_step enters whatever context this returns
         train.gradient_attention = lambda device: nullcontext()
     for bf16, compiled in ((False, False), (True, False), (True, True))[: 3 if a.compile else 2]:
-        seconds = seconds_per_step(ModelConfig(), a.batch, a.crop, a.steps, bf16, compiled)
+        seconds = train.seconds_per_step(ModelConfig(), a.batch, a.crop, a.steps, bf16, compiled)
         print(f"bf16={bf16} compile={compiled}: {seconds:.3f} s/step")
     if a.profile:
         profile_bf16(a.batch, a.crop, a.steps)

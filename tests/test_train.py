@@ -9,8 +9,12 @@ import pytest
 import torch
 
 from gmcodec import checkpoint
+from gmcodec.config import ModelConfig
 from gmcodec.device import cpu_has_bf16, use_bf16
 from gmcodec.train import lr_at, parse_args, run
+
+TINY = ModelConfig(N=8, M=16, Nz=8, C=16, slices=(8, 8), d_model=16, heads=2, depth=1)
+"""A model small enough for a CPU step in well under a second."""
 
 
 def _args(data, ckpt, minutes=0.03):
@@ -70,16 +74,13 @@ def test_learning_rate_warms_up_then_decays():
 
 
 def test_seconds_per_step_times_real_optimizer_steps():
-    from gmcodec.config import ModelConfig
     from gmcodec.train import seconds_per_step
 
-    cfg = ModelConfig(N=8, M=16, Nz=8, C=16, slices=(8, 8), d_model=16, heads=2, depth=1)
-    seconds = seconds_per_step(cfg, batch=1, crop=64, steps=1)
+    seconds = seconds_per_step(TINY, batch=1, crop=64, steps=1)
     assert 0 < seconds < 60
 
 
 def test_seconds_per_step_can_time_the_compiled_forward(monkeypatch):
-    from gmcodec.config import ModelConfig
     from gmcodec.train import seconds_per_step
 
     graphs, real_compile = [], torch.compile
@@ -89,8 +90,7 @@ def test_seconds_per_step_can_time_the_compiled_forward(monkeypatch):
         return torch._dynamo.lookup_backend("aot_eager")(gm, example_inputs)
 
     monkeypatch.setattr(torch, "compile", lambda model: real_compile(model, backend=aot_eager))
-    cfg = ModelConfig(N=8, M=16, Nz=8, C=16, slices=(8, 8), d_model=16, heads=2, depth=1)
-    assert 0 < seconds_per_step(cfg, batch=1, crop=64, steps=1, compile=True) < 120
+    assert 0 < seconds_per_step(TINY, batch=1, crop=64, steps=1, compile=True) < 120
     assert graphs  # the timed steps ran the compiled forward
 
 
@@ -122,13 +122,11 @@ def test_compiled_forward_takes_the_same_step_as_eager():
     """--compile's plumbing, traced by dynamo and AOT autograd (inductor's codegen is torch's)."""
     import copy
 
-    from gmcodec.config import ModelConfig
     from gmcodec.model import GMModel
     from gmcodec.train import train_step
 
-    cfg = ModelConfig(N=8, M=16, Nz=8, C=16, slices=(8, 8), d_model=16, heads=2, depth=1)
     torch.manual_seed(0)
-    eager = GMModel(cfg)
+    eager = GMModel(TINY)
     compiled = copy.deepcopy(eager)
     x = torch.rand(2, 3, 64, 64)
     graphs = []
@@ -153,12 +151,10 @@ def test_cpu_training_steps_use_the_math_attention_kernel():
     """The fused CPU attention kernel never runs in a CPU training step (gradient_attention)."""
     from torch.profiler import profile
 
-    from gmcodec.config import ModelConfig
     from gmcodec.model import GMModel
     from gmcodec.train import train_step
 
-    cfg = ModelConfig(N=8, M=16, Nz=8, C=16, slices=(8, 8), d_model=16, heads=2, depth=1)
-    model = GMModel(cfg)
+    model = GMModel(TINY)
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
     x = torch.rand(1, 3, 64, 64)
     with profile() as plain, torch.no_grad():  # outside the context: the fused kernel
@@ -169,3 +165,22 @@ def test_cpu_training_steps_use_the_math_attention_kernel():
     assert any("scaled_dot_product_flash" in e.key for e in plain.key_averages())
     assert "aten::_scaled_dot_product_attention_math" in names
     assert not any("flash" in name for name in names)
+
+
+def test_run_stats_summarizes_a_training_log(tmp_path):
+    import run_stats
+
+    paces = [0.5, 0.5, 2.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]  # s/step; one interval slowed
+    elapsed = [50.0] + [50.0 + 100 * sum(paces[: i + 1]) for i in range(9)]
+    records = [
+        {"step": 100 * (i + 1), "elapsed_s": t, "loss": i + 1.0, "mse": 0.001 * (i + 1), "bpp": 1.0}
+        for i, t in enumerate(elapsed)
+    ]
+    log = tmp_path / "run.log"
+    log.write_text("\n".join(["compiling...", *map(json.dumps, records), "done"]))
+    s = run_stats.stats(run_stats.entries(str(log)))
+    assert s["steps"] == (100, 1000)
+    assert s["median_s_per_step"] == pytest.approx(0.5)
+    assert s["loss_fifths"] == pytest.approx([1.5, 3.5, 5.5, 7.5, 9.5])
+    assert s["mse"] == pytest.approx((0.0015, 0.0095))
+    assert s["bpp"] == pytest.approx(1.0)
