@@ -80,8 +80,17 @@ def load(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dic
     return meta, model, opt
 
 
+IMPLEMENTATION_FLAGS = ("foreach", "fused")
+"""Param-group entries that choose how an optimizer steps, not what it has learned."""
+
+
 def restore_optimizer(opt: torch.optim.Optimizer, flat: dict[str, Any]) -> None:
-    """Load optimizer entries saved by ``save`` (moments back to the parameters' dtype)."""
+    """Load optimizer entries saved by ``save`` (moments back to the parameters' dtype).
+
+    The implementation flags (``IMPLEMENTATION_FLAGS``) stay those ``opt`` was built with: a
+    checkpoint written by a foreach AdamW resumes in a fused one, and torch then places the
+    ``step`` counters where the fused kernel needs them.
+    """
     if "param_groups" not in flat:
         return
     state: dict[int, dict[str, torch.Tensor]] = {}
@@ -93,5 +102,6 @@ def restore_optimizer(opt: torch.optim.Optimizer, flat: dict[str, Any]) -> None:
         p = params[int(pid)]
         val = val.to(p.device, p.dtype) if val.is_floating_point() and val.ndim else val
         state.setdefault(int(pid), {})[name] = val
-    groups = flat["param_groups"]
+    own = {k: opt.param_groups[0][k] for k in IMPLEMENTATION_FLAGS if k in opt.param_groups[0]}
+    groups = [{**g, **own} for g in flat["param_groups"]]
     opt.load_state_dict({"state": state, "param_groups": groups})

@@ -37,7 +37,15 @@ import torch
 from . import checkpoint
 from .data import load_images
 from .model import GMModel, lambda_at
-from .train import close_record, device_name, periodic_save, resume, run_arguments, write_log
+from .train import (
+    adamw,
+    close_record,
+    device_name,
+    periodic_save,
+    resume,
+    run_arguments,
+    write_log,
+)
 from .zoo import model_from_file
 
 LATENT_STRIDE = 16
@@ -160,9 +168,7 @@ def run(args: argparse.Namespace) -> dict:
     model, meta, flat_opt = load_start(args)
     model = model.to(memory_format=torch.channels_last).eval()
     freeze_encoder(model)
-    opt = torch.optim.AdamW(decoder_parameters(model), lr=args.lr, weight_decay=0.0)
-    if flat_opt:
-        checkpoint.restore_optimizer(opt, flat_opt)
+    opt = adamw(decoder_parameters(model), args.lr, flat_opt)
     side = args.crop + 2 * args.margin * LATENT_STRIDE
     pairs = encode_latents(model, load_images(args.data, torch.device("cpu"), side))
     sampler = LatentCropSampler(pairs, args.crop, args.seed + meta["step"], args.margin)
