@@ -88,7 +88,7 @@ def restore_optimizer(opt: torch.optim.Optimizer, flat: dict[str, Any]) -> None:
     """Load optimizer entries saved by ``save`` (moments back to the parameters' dtype).
 
     The implementation flags (``IMPLEMENTATION_FLAGS``) stay those ``opt`` was built with: a
-    checkpoint written by a foreach AdamW resumes in a fused one, and torch then places the
+    checkpoint written by PyTorch's default AdamW resumes in a fused one, and torch then places the
     ``step`` counters where the fused kernel needs them.
     """
     if "param_groups" not in flat:

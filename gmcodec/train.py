@@ -198,8 +198,8 @@ def adamw(
 ) -> torch.optim.AdamW:
     """AdamW without weight decay, stepped by PyTorch's fused kernel (CPU and CUDA).
 
-    ``flat_opt`` (from ``checkpoint.load``) restores the moments, also from checkpoints that a
-    foreach AdamW wrote.
+    ``flat_opt`` (from ``checkpoint.load``) restores the moments, also from checkpoints that
+    PyTorch's default AdamW (a loop over the parameters on a CPU) wrote before session 13.
     """
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, fused=True)
     if flat_opt:

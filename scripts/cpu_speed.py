@@ -3,8 +3,8 @@
 With --compile, also bf16 with the forward through torch.compile (``gmcodec.train --compile``).
 Training steps use the math attention kernel on a CPU (``device.gradient_attention``);
 --fused-attention times them with PyTorch's default (fused) CPU kernel instead, as before.
-The optimizer is ``train.adamw`` (fused AdamW); --foreach-adamw times the foreach AdamW of cpu13
-and earlier rounds.
+The optimizer is ``train.adamw`` (fused AdamW); --default-adamw times PyTorch's default AdamW
+instead (on a CPU a loop over the parameters), which training used before session 13.
 
 With --profile, the ops with the most self CPU time over one eager bf16 timing (warm-up
 step included), from torch.profiler.
@@ -13,7 +13,7 @@ With --weights, also the training loss of one fixed batch of validation crops un
 precisions, so that bf16's speed can be weighed against how closely it tracks fp32.
 
 Usage: python scripts/cpu_speed.py [--batch 8] [--crop 128] [--steps 3] [--compile]
-                                   [--fused-attention] [--foreach-adamw] [--profile]
+                                   [--fused-attention] [--default-adamw] [--profile]
                                    [--weights weights/gm-small-v10.pt --data pack/val]
 """
 
@@ -56,12 +56,12 @@ if __name__ == "__main__":
     p.add_argument("--data", default="pack/val", help="images for --weights")
     p.add_argument("--compile", action="store_true", help="also time bf16 with torch.compile")
     p.add_argument("--fused-attention", action="store_true", help="PyTorch's default kernel")
-    p.add_argument("--foreach-adamw", action="store_true", help="AdamW before session 13")
+    p.add_argument("--default-adamw", action="store_true", help="AdamW before session 13")
     p.add_argument("--profile", action="store_true", help="top ops of the eager bf16 steps")
     a = p.parse_args()
     if a.fused_attention:  # train_step enters whatever context this returns
         train.gradient_attention = lambda device: nullcontext()
-    if a.foreach_adamw:  # seconds_per_step builds its optimizer with train.adamw
+    if a.default_adamw:  # seconds_per_step builds its optimizer with train.adamw
         train.adamw = lambda params, lr: torch.optim.AdamW(params, lr, weight_decay=0.0)
     for bf16, compiled in ((False, False), (True, False), (True, True))[: 3 if a.compile else 2]:
         seconds = train.seconds_per_step(ModelConfig(), a.batch, a.crop, a.steps, bf16, compiled)

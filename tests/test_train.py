@@ -167,8 +167,10 @@ def test_cpu_training_steps_use_the_math_attention_kernel():
     assert not any("flash" in name for name in names)
 
 
-def test_adamw_is_fused_and_resumes_a_foreach_checkpoint(tmp_path):
-    """Checkpoints written by a foreach AdamW (cpu13 and earlier) resume in the fused one."""
+@pytest.mark.parametrize("foreach", [None, True])
+def test_adamw_is_fused_and_resumes_an_unfused_checkpoint(tmp_path, foreach):
+    """Checkpoints of PyTorch's default AdamW (training before session 13) or a foreach one
+    resume in the fused one."""
     import copy
 
     from gmcodec.model import GMModel
@@ -176,7 +178,7 @@ def test_adamw_is_fused_and_resumes_a_foreach_checkpoint(tmp_path):
 
     torch.manual_seed(0)
     model, x = GMModel(TINY), torch.rand(1, 3, 64, 64)
-    old = torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=0.0, foreach=True)
+    old = torch.optim.AdamW(model.parameters(), 1e-3, weight_decay=0.0, foreach=foreach)
     train_step(model, old, x, torch.Generator().manual_seed(0), 1.0, False)
     checkpoint.save(tmp_path / "ckpt", model, old, {"step": 1})
     twin = copy.deepcopy(model)
