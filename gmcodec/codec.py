@@ -44,7 +44,7 @@ class MismatchError(DecodeError):
 def quality_to_q(quality: float, num_qualities: int, q_low: float = ModelConfig.q_low) -> float:
     """Map the user quality 0..100 (higher is better) linearly onto the model's q.
 
-    0 -> q = ``q_low`` (the model config's: -2 for gm-small-v1, -2.7 for gm-small-v3 to v10) and
+    0 -> q = ``q_low`` (the model config's: -2 for gm-small-v1, -2.7 from gm-small-v3 on) and
     100 -> q = K: the trained range [0, K-1] plus extrapolated margins of the gain vectors,
     which extend the rate range downwards (and a little upwards).
     """

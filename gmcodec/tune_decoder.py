@@ -1,6 +1,6 @@
 """Decoder fine-tuning: train g_s (and the inverse gains) with the encoder frozen.
 
-``python -m gmcodec.tune_decoder --init weights/gm-small-v10.pt --data pack/train
+``python -m gmcodec.tune_decoder --init weights/MODEL.pt --data pack/train
 --ckpt checkpoints/dec1 --minutes 60``
 
 With g_a, h_a, h_s, the factorized prior and the GroupedMixer frozen, every bitstream (and so

@@ -14,7 +14,7 @@ precisions, so that bf16's speed can be weighed against how closely it tracks fp
 
 Usage: python scripts/cpu_speed.py [--batch 8] [--crop 128] [--steps 3] [--compile]
                                    [--fused-attention] [--default-adamw] [--profile]
-                                   [--weights weights/gm-small-v10.pt --data pack/val]
+                                   [--weights weights/MODEL.pt --data pack/val]
 """
 
 import argparse
