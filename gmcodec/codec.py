@@ -7,6 +7,7 @@ codes the group (encoder) or decodes it (decoder) and returns the decoded values
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 import zlib
@@ -139,6 +140,9 @@ class Codec:
         self.limits = limits or ct.Limits()
         self.pmf = model.prior.pmf_table()
         self._others: dict[str, Codec] = {}
+        self._param_nets: dict[torch.dtype, tuple[torch.nn.Module, GroupedMixer]] = {
+            torch.float32: (self.model.h_s, self.model.entropy)
+        }
         self.z_range = model.prior.z_range
 
     @classmethod
@@ -203,8 +207,24 @@ class Codec:
     def _coder_info(self, centi: int) -> ct.CoderInfo:
         s = self.settings
         return ct.CoderInfo(
-            centi, s.num_scales, s.scale_min, s.scale_max, s.mean_steps, s.symbol_range
+            centi, s.num_scales, s.scale_min, s.scale_max, s.mean_steps, s.symbol_range, s.coder_id
         )
+
+    def param_nets(self, s: CoderSettings) -> tuple[torch.nn.Module, GroupedMixer]:
+        """(h_s, GroupedMixer) in the precision the coder id names (``coder.PARAM_DTYPES``).
+
+        psi = h_s(z_hat) and every slot's (mu, sigma) are computed in that dtype. The float64
+        copies are made on first use and kept, so they do not follow later edits of
+        ``self.model``'s weights.
+        """
+        dtype = s.param_dtype
+        if dtype not in self._param_nets:
+            m = self.model
+            self._param_nets[dtype] = (
+                copy.deepcopy(m.h_s).to(dtype),
+                copy.deepcopy(m.entropy).to(dtype),
+            )
+        return self._param_nets[dtype]
 
     def _encode_tile(
         self, x: torch.Tensor, q: float, st: Stages, steps: int = 0
@@ -216,7 +236,8 @@ class Codec:
         m, s = self.model, coder_settings(self._coder_info(0))
         y = self.latent(x, q, steps, st)
         z_int = m.h_a(y).round().clamp(-self.z_range, self.z_range)
-        psi = m.h_s(z_int)
+        h_s, entropy = self.param_nets(s)
+        psi = h_s(z_int.to(s.param_dtype))
         st.lap("hyperprior")
         writer = StreamWriter(s)
         z_np = z_int[0].flatten(1).long().cpu().numpy()
@@ -224,7 +245,7 @@ class Codec:
             writer.categorical(z_np[c] + self.z_range, self.pmf[c])
         layout = m.entropy.layout
         y_groups = [t.reshape(-1).long().cpu().numpy() for t in layout.split(y.round())]
-        decoded = group_loop(m.entropy, psi, s, lambda g, p: writer.residuals(y_groups[g], p))
+        decoded = group_loop(entropy, psi, s, lambda g, p: writer.residuals(y_groups[g], p))
         st.lap("mixer")
         words = writer.finish()
         st.lap("coder")
@@ -340,8 +361,9 @@ class Codec:
         hz, wz = -(-tile.height // 64), -(-tile.width // 64)
         reader = StreamReader(tile.words, s)
         z_np = self._decode_z(reader, tile, hz, wz)
-        z = torch.from_numpy(z_np).float().reshape(1, -1, hz, wz).to(self.device)
-        psi = self.model.h_s(z)
+        h_s, entropy = self.param_nets(s)
+        z = torch.from_numpy(z_np).reshape(1, -1, hz, wz).to(self.device, s.param_dtype)
+        psi = h_s(z)
         st.lap("hyperprior")
 
         def decode_group(g: int, p: GroupParams) -> np.ndarray:
@@ -352,7 +374,7 @@ class Codec:
                 observe(g, p, y_g)
             return y_g
 
-        groups = group_loop(self.model.entropy, psi, s, decode_group)
+        groups = group_loop(entropy, psi, s, decode_group)
         reader.finish()
         st.lap("mixer")
         return z_np, groups
@@ -392,20 +414,26 @@ class Codec:
     # ----------------------------------------------------------------- profiling
     @torch.no_grad()
     def time_entropy_model(self, img: Image.Image, quality: float, use_cache: bool = True) -> float:
-        """Seconds to compute all groups' parameters, with or without the context cache."""
-        m = self.model
+        """Seconds to compute all groups' parameters, with or without the context cache.
+
+        Runs in the precision new files are coded with (``self.settings``).
+        """
+        h_s, e = self.param_nets(self.settings)
+        dtype = self.settings.param_dtype
         rgb = split_image(img).rgb
         y = self.latent(to_tensor(rgb).to(self.device), self.model_q(quality)).round()
-        psi = m.h_s(m.h_a(y).round().clamp(-self.z_range, self.z_range))
-        groups = m.entropy.layout.split(y)
+        psi = h_s(self.model.h_a(y).round().clamp(-self.z_range, self.z_range).to(dtype))
+        groups = e.layout.split(y.to(dtype))
         st = Stages(True, self.device.type == "cuda")
         st.start()
-        self._all_params(groups, psi, use_cache)
+        self._all_params(e, groups, psi, use_cache)
         st.lap("entropy")
         return st.seconds["entropy"]
 
-    def _all_params(self, groups: list[torch.Tensor], psi: torch.Tensor, use_cache: bool) -> None:
-        e = self.model.entropy
+    @staticmethod
+    def _all_params(
+        e: GroupedMixer, groups: list[torch.Tensor], psi: torch.Tensor, use_cache: bool
+    ) -> None:
         grid, psi_t, cache = e.layout.grid(*psi.shape[-2:]), e.psi_tokens(psi), e.new_cache()
         for g in range(e.layout.num_groups):
             if use_cache:
@@ -423,7 +451,9 @@ _MISMATCH = (
 
 def coder_settings(c: ct.CoderInfo) -> CoderSettings:
     """The coder settings a file's CODR chunk names."""
-    return CoderSettings(c.num_scales, c.scale_min, c.scale_max, c.mean_steps, c.symbol_range)
+    return CoderSettings(
+        c.num_scales, c.scale_min, c.scale_max, c.mean_steps, c.symbol_range, c.coder_id
+    )
 
 
 def _check_size(width: int, height: int, limits: ct.Limits) -> None:

@@ -26,6 +26,17 @@ class DecodeError(ValueError):
     """The coded stream does not decode (damaged data or mismatched numerics)."""
 
 
+PARAM_DTYPES = {0: torch.float32, 1: torch.float64}
+"""CODR coder id -> precision in which h_s and the GroupedMixer compute (mu, sigma).
+
+Id 0 (format 1.0) computes them in float32: a float difference of one ulp between two machines
+(another CPU instruction set, a GPU) can cross a rounding boundary of ``quantize_params`` and
+make the file undecodable there. Id 1 (format 1.1, the default) computes them in float64,
+whose rounding unit (2^-53 against 2^-24) makes such crossings rarer by a factor of ~2^29.
+Measured: ``docs/RELIABILITY.md`` section 5.
+"""
+
+
 @dataclass(frozen=True)
 class CoderSettings:
     """Entropy-coder settings; written to the file (CODR chunk) and read back by the decoder."""
@@ -35,12 +46,20 @@ class CoderSettings:
     scale_max: float = SCALE_MAX
     mean_steps: int = 8
     symbol_range: int = 255
+    coder_id: int = 1
 
     def __post_init__(self) -> None:
         if self.num_scales < 2 or self.mean_steps < 1 or self.symbol_range < 1:
             raise ValueError(f"invalid coder settings {self}")
+        if self.coder_id not in PARAM_DTYPES:
+            raise ValueError(f"unknown coder id {self.coder_id}")
         if not 0 < self.scale_min < self.scale_max:
             raise ValueError(f"need 0 < scale_min < scale_max, got {self}")
+
+    @property
+    def param_dtype(self) -> torch.dtype:
+        """Precision of the networks that produce (mu, sigma): h_s and the GroupedMixer."""
+        return PARAM_DTYPES[self.coder_id]
 
     def scale_table(self) -> np.ndarray:
         """The log-spaced sigma table, float64."""

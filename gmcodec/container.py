@@ -1,4 +1,4 @@
-"""The ``.gmx`` container, format 1.0: bytes in, bytes out.
+"""The ``.gmx`` container, format 1.1: bytes in, bytes out.
 
 A ``.gmx`` file is an 8-byte signature, a two-byte version, then chunks, each framed as
 ``length | type | data | CRC-32`` (``docs/FORMAT.md`` gives the layout byte by byte)::
@@ -60,11 +60,14 @@ __all__ = [
 
 SIGNATURE = b"\x89GMX\r\n\x1a\n"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
 
 COLORSPACES = {0: "RGB", 1: "grayscale"}
 """Colorspace codes of HEAD; 0 needs 3 channels, 1 needs 1 channel."""
-CODERS = {0: "constriction ANS, 32-bit words"}
+CODERS = {
+    0: "constriction ANS, 32-bit words, float32 entropy parameters",
+    1: "constriction ANS, 32-bit words, float64 entropy parameters",
+}
 """Entropy-coder ids of CODR."""
 
 _U32_MAX = 0xFFFF_FFFF

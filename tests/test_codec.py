@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from gmcodec import container as ct
-from gmcodec.codec import Codec, MismatchError, Stages, quality_to_q
-from gmcodec.coder import DecodeError
+from gmcodec.codec import Codec, MismatchError, Stages, coder_settings, quality_to_q
+from gmcodec.coder import CoderSettings, DecodeError
 from gmcodec.imageio import pad, to_tensor
 
 
@@ -131,6 +131,28 @@ def test_perturbed_decoder_numerics_are_detected_not_decoded(crop):
         bad.model.entropy.out_proj[3].bias.add_(0.37)
     with pytest.raises(MismatchError, match="different numerics"):
         bad.decode(data)
+
+
+def test_new_files_compute_entropy_parameters_in_float64(codec, crop):
+    f = ct.parse(codec.encode(crop(64, 48), 50))
+    assert (f.version, f.coder.coder_id) == ((1, 1), 1)
+    h_s, entropy = codec.param_nets(coder_settings(f.coder))
+    assert {p.dtype for p in [*h_s.parameters(), *entropy.parameters()]} == {torch.float64}
+
+
+def test_float32_parameter_files_decode_with_the_float32_networks(crop):
+    """Coder id 0 (format 1.0's only one) keeps decoding, through the float32 h_s and mixer."""
+    img = crop(128, 96)
+    codec = Codec.load(device="cpu")
+    old = Codec(codec.model, codec.model_id, codec.sha256, codec.device, CoderSettings(coder_id=0))
+    data0, data1 = old.encode(img, 60), codec.encode(img, 60)
+    assert ct.parse(data0).coder.coder_id == 0
+    assert np.array_equal(np.asarray(codec.decode(data0)), np.asarray(codec.decode(data1)))
+    with torch.no_grad():  # break only the float64 copy: id 1 files fail, id 0 files do not
+        codec.param_nets(CoderSettings(coder_id=1))[1].out_proj[3].bias.add_(0.37)
+    codec.decode(data0)
+    with pytest.raises(MismatchError, match="different numerics"):
+        codec.decode(data1)
 
 
 def test_file_from_another_model_is_refused(codec, crop):

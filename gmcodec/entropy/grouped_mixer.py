@@ -63,9 +63,13 @@ class GroupedMixer(nn.Module):
         return x
 
     def _head(self, g: int, x: torch.Tensor) -> Params:
-        """Slot output [B, T, d] -> (mu_g, sigma_g), each [B, T, C_g], in float32."""
+        """Slot output [B, T, d] -> (mu_g, sigma_g), each [B, T, C_g].
+
+        float64 if x is (the coding path of coder id 1), else float32.
+        """
         with torch.autocast(x.device.type, enabled=False):
-            out = self.out_proj[g](self.out_norm(x.float()))
+            x = x if x.dtype == torch.float64 else x.float()
+            out = self.out_proj[g](self.out_norm(x))
         mu, raw = out.chunk(2, dim=-1)
         return mu, raw.clamp(_LOG_MIN, _LOG_MAX).exp()
 
