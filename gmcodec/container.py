@@ -436,7 +436,7 @@ def _chunks_of(f: GmxFile) -> Iterator[tuple[str, bytes]]:
 
 
 def serialize(f: GmxFile) -> bytes:
-    """Return the bytes of f as a format 1.0 file (``f.version`` and skipped chunks ignored)."""
+    """Return the bytes of f as a format 1.1 file (``f.version`` and skipped chunks ignored)."""
     _require(isinstance(f, GmxFile), f"serialize() needs a GmxFile, got {type(f).__name__}")
     preamble = SIGNATURE + bytes([FORMAT_MAJOR, FORMAT_MINOR])
     return preamble + b"".join(_chunk(kind, body) for kind, body in _chunks_of(f))
@@ -792,7 +792,7 @@ def _yes_no(flag: bool) -> str:
 
 
 def _summary_line(d: dict[str, Any]) -> str:
-    """'file.gmx: GMX 1.0, 768x512 RGB, 0.512 bpp, model gm-small-v1, quality 75'."""
+    """'file.gmx: GMX 1.1, 768x512 RGB, 0.512 bpp, model gm-small-v1, quality 75'."""
     prefix = f"{d['file']}: " if "file" in d else ""
     pixels = d["colorspace"] + ("+alpha" if d["has_alpha"] else "")
     return (
