@@ -4,9 +4,10 @@ A stand-in for decoding on another machine (a laptop without AVX-512, an older s
 images are encoded here, then every file is decoded by ``scripts/cross_device.py`` in a fresh
 process whose PyTorch, oneDNN and MKL kernels are capped at an instruction set. Each coder id
 of the CODR chunk is tried (0: entropy parameters in float32, format 1.0; 1: float64, the
-default since format 1.1). A file either decodes to the encoder's image or stops with
-``MismatchError``; the table counts both. It also times encoding and decoding (in this
-process, one pass over the images) under each coder id.
+default since format 1.1). A file either decodes (every group's symbols match the encoder's
+checksum; the float32 synthesis may still round a few samples the other way) or stops with
+``MismatchError``; the table counts the files that decode. It also times encoding and
+decoding (in this process, one pass over the images) under each coder id.
 
 Usage: python scripts/cross_isa.py IMAGES [--limit N] [--qualities 10,50,90]
                                    [--isas native,avx2,sse42] [--json OUT]
