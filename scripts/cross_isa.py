@@ -46,12 +46,13 @@ ISAS: dict[str, dict[str, str]] = {
 DECODER = Path(__file__).with_name("cross_device.py")
 
 
-def encode_all(images: list[Path], coder_id: int, quality: int, out: Path) -> dict[str, float]:
+def encode_all(
+    codec: Codec, images: list[Path], coder_id: int, quality: int, out: Path
+) -> dict[str, float]:
     """Encode every image with the given coder id into ``out``/STEM.gmx; decode it back here.
 
     Returns the mean encode and decode seconds per image (after one warm-up round trip).
     """
-    codec = Codec.load(device="cpu")
     codec.settings = CoderSettings(coder_id=coder_id)
     out.mkdir(parents=True)
     codec.decode(codec.encode(Image.open(images[0]), quality))
@@ -99,12 +100,12 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     a = p.parse_args()
     images = sorted(a.images.glob("*.png"))[: a.limit or None]
-    rows = []
+    rows, codec = [], Codec.load(device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
         for coder_id in sorted(PARAM_DTYPES):
             for quality in map(int, a.qualities.split(",")):
                 folder = Path(tmp) / f"c{coder_id}-q{quality}"
-                timing = encode_all(images, coder_id, quality, folder)
+                timing = encode_all(codec, images, coder_id, quality, folder)
                 for isa in a.isas.split(","):
                     row = {"coder_id": coder_id, "quality": quality, **timing}
                     row.update(decode_all(folder, a.images, isa))

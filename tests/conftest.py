@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -33,6 +36,27 @@ def codec():
     from gmcodec.codec import Codec
 
     return Codec.load(device="cpu")
+
+
+@pytest.fixture
+def decode_elsewhere(tmp_path):
+    """decode_elsewhere(data, env=None): the pixels a fresh Python process decodes from data.
+
+    ``env`` replaces the child's environment (e.g. to cap its CPU kernels, scripts/cross_isa.py).
+    """
+
+    def run(data: bytes, env: dict[str, str] | None = None) -> np.ndarray:
+        src, dst = tmp_path / "elsewhere.gmx", tmp_path / "elsewhere.npy"
+        src.write_bytes(data)
+        code = (
+            "import sys, numpy as np, gmcodec; data = open(sys.argv[1], 'rb').read(); "
+            "np.save(sys.argv[2], np.asarray(gmcodec.decode(data, 'cpu')))"
+        )
+        cmd = [sys.executable, "-c", code, str(src), str(dst)]
+        subprocess.run(cmd, check=True, timeout=600, env=env)
+        return np.load(dst)
+
+    return run
 
 
 @pytest.fixture

@@ -65,11 +65,11 @@ class GroupedMixer(nn.Module):
     def _head(self, g: int, x: torch.Tensor) -> Params:
         """Slot output [B, T, d] -> (mu_g, sigma_g), each [B, T, C_g].
 
-        float64 if x is (the coding path of coder id 1), else float32.
+        At least float32 (bf16 under autocast is promoted); float64 stays float64 (the coding
+        path of coder id 1).
         """
         with torch.autocast(x.device.type, enabled=False):
-            x = x if x.dtype == torch.float64 else x.float()
-            out = self.out_proj[g](self.out_norm(x))
+            out = self.out_proj[g](self.out_norm(x.to(torch.promote_types(x.dtype, torch.float32))))
         mu, raw = out.chunk(2, dim=-1)
         return mu, raw.clamp(_LOG_MIN, _LOG_MAX).exp()
 
