@@ -205,6 +205,7 @@ def test_run_stats_summarizes_a_training_log(tmp_path):
     s = run_stats.stats(run_stats.entries(str(log)))
     assert s["steps"] == (100, 1000)
     assert s["median_s_per_step"] == pytest.approx(0.5)
+    assert s["slowed_s"] == pytest.approx(150.0)  # the 2.0 s/step interval: 100 x 1.5 s
     assert s["loss_fifths"] == pytest.approx([1.5, 3.5, 5.5, 7.5, 9.5])
     assert s["mse"] == pytest.approx((0.0015, 0.0095))
     assert s["bpp"] == pytest.approx(1.0)
