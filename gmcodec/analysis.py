@@ -3,9 +3,10 @@
 The file's streams are decoded with the shared :func:`~gmcodec.codec.group_loop` (checksums
 verified), and each decoded symbol is charged its information content ``-log2 P(symbol)``
 under the model the coder used: the per-channel categorical PMFs for z, and for y the Gaussian
-with mean offset ``mean_idx / mean_steps`` and sigma ``table[scale_idx]``, quantized to
-integer bins in [-R, R] with the tails folded into the end bins. The estimate ignores the
-coder's fixed-point rounding, so it lands within about 1% of the real stream size.
+with mean offset ``mean_idx / mean_steps`` (0 with bins centred on the mean) and sigma
+``table[scale_idx]``, quantized to unit bins in [-R, R] with the tails folded into the end
+bins. The estimate ignores the coder's fixed-point rounding, so it lands within about 1% of
+the real stream size.
 
 >>> from gmcodec import analysis  # doctest: +SKIP
 >>> a = analysis.analyze("kodim23.gmx")  # doctest: +SKIP
@@ -148,7 +149,7 @@ def _tile_bits(codec: Codec, tile: ct.Tile, s: CoderSettings) -> _TileBits:
 
     def account(g: int, p: GroupParams, y_g: np.ndarray) -> None:
         mean, std = p.mean_idx / s.mean_steps, table[p.scale_idx]
-        b = gaussian_bits(y_g - p.base, mean, std, s.symbol_range)
+        b = gaussian_bits((y_g - p.base) // p.unit, mean, std, s.symbol_range)
         bits.append(b.reshape(-1, layout.channels(g)))
 
     with torch.no_grad():

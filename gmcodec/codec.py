@@ -64,9 +64,10 @@ def group_loop(
     settings: CoderSettings,
     code_group: Callable[[int, GroupParams], np.ndarray],
 ) -> list[np.ndarray]:
-    """Run the G groups in order; ``code_group(g, params)`` returns group g's decoded y_hat.
+    """Run the G groups in order; ``code_group(g, params)`` returns group g's decoded values Y.
 
-    Slot g sees decoded group g-1 and, through the cached cross-group keys/values, every
+    Y is y_hat in units of 1/``settings.unit`` (``coder.GroupParams``). Slot g sees decoded
+    group g-1 and, through the cached cross-group keys/values, every
     earlier group: one slot per group, never a recomputation of the earlier ones.
     """
     layout = entropy.layout
@@ -77,7 +78,7 @@ def group_loop(
         mu, sigma = entropy.step(g, prev, psi_t, grid, cache)
         y_g = code_group(g, quantize_params(mu, sigma, settings))
         decoded.append(y_g)
-        prev = torch.from_numpy(y_g).to(psi.device, psi.dtype).reshape(mu.shape)
+        prev = torch.from_numpy(y_g).to(psi.device, psi.dtype).reshape(mu.shape) / settings.unit
     return decoded
 
 
@@ -244,7 +245,7 @@ class Codec:
         for c in range(z_np.shape[0]):
             writer.categorical(z_np[c] + self.z_range, self.pmf[c])
         layout = m.entropy.layout
-        y_groups = [t.reshape(-1).long().cpu().numpy() for t in layout.split(y.round())]
+        y_groups = [t.reshape(-1).detach().double().cpu().numpy() for t in layout.split(y)]
         decoded = group_loop(entropy, psi, s, lambda g, p: writer.residuals(y_groups[g], p))
         st.lap("mixer")
         words = writer.finish()
@@ -381,14 +382,14 @@ class Codec:
 
     def _decode_tile(self, tile: ct.Tile, q: float, s: CoderSettings, st: Stages) -> torch.Tensor:
         _, groups = self.decode_latents(tile, s, st=st)
-        x_hat = self._synthesize(groups, tile.height, tile.width, q)
+        x_hat = self._synthesize(groups, tile.height, tile.width, q, s.unit)
         st.lap("transforms")
         return x_hat
 
     def _synthesize(
-        self, groups: list[np.ndarray], height: int, width: int, q: float
+        self, groups: list[np.ndarray], height: int, width: int, q: float, unit: int
     ) -> torch.Tensor:
-        """x_hat [1, 3, height, width] from the decoded groups of y_hat."""
+        """x_hat [1, 3, height, width] from the decoded groups Y (y_hat = Y / unit)."""
         m = self.model
         layout = m.entropy.layout
         hy, wy = -(-height // 64) * 4, -(-width // 64) * 4
@@ -397,7 +398,7 @@ class Codec:
             for i, v in enumerate(groups)
         ]
         _, inv_gain = m.gains(torch.tensor([q]))
-        y_hat = layout.merge(tokens, hy, wy) * inv_gain
+        y_hat = layout.merge(tokens, hy, wy) / unit * inv_gain
         return synthesis(m.g_s, y_hat)[..., :height, :width]
 
     @torch.no_grad()
@@ -409,7 +410,7 @@ class Codec:
         rgb = split_image(img).rgb
         x = to_tensor(rgb).to(self.device)
         _, groups = self._encode_tile(x, q, Stages(), steps_for(effort))
-        return to_image(self._synthesize(groups, rgb.height, rgb.width, q))
+        return to_image(self._synthesize(groups, rgb.height, rgb.width, q, self.settings.unit))
 
     # ----------------------------------------------------------------- profiling
     @torch.no_grad()

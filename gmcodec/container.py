@@ -1,4 +1,4 @@
-"""The ``.gmx`` container, format 1.1: bytes in, bytes out.
+"""The ``.gmx`` container, format 1.2: bytes in, bytes out.
 
 A ``.gmx`` file is an 8-byte signature, a two-byte version, then chunks, each framed as
 ``length | type | data | CRC-32`` (``docs/FORMAT.md`` gives the layout byte by byte)::
@@ -60,13 +60,14 @@ __all__ = [
 
 SIGNATURE = b"\x89GMX\r\n\x1a\n"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 1
+FORMAT_MINOR = 2
 
 COLORSPACES = {0: "RGB", 1: "grayscale"}
 """Colorspace codes of HEAD; 0 needs 3 channels, 1 needs 1 channel."""
 CODERS = {
     0: "constriction ANS, 32-bit words, float32 entropy parameters",
     1: "constriction ANS, 32-bit words, float64 entropy parameters",
+    2: "constriction ANS, 32-bit words, float64 entropy parameters, bins centred on the mean",
 }
 """Entropy-coder ids of CODR."""
 
@@ -436,7 +437,7 @@ def _chunks_of(f: GmxFile) -> Iterator[tuple[str, bytes]]:
 
 
 def serialize(f: GmxFile) -> bytes:
-    """Return the bytes of f as a format 1.1 file (``f.version`` and skipped chunks ignored)."""
+    """Return the bytes of f as a format 1.2 file (``f.version`` and skipped chunks ignored)."""
     _require(isinstance(f, GmxFile), f"serialize() needs a GmxFile, got {type(f).__name__}")
     preamble = SIGNATURE + bytes([FORMAT_MAJOR, FORMAT_MINOR])
     return preamble + b"".join(_chunk(kind, body) for kind, body in _chunks_of(f))
@@ -792,7 +793,7 @@ def _yes_no(flag: bool) -> str:
 
 
 def _summary_line(d: dict[str, Any]) -> str:
-    """'file.gmx: GMX 1.1, 768x512 RGB, 0.512 bpp, model gm-small-v1, quality 75'."""
+    """'file.gmx: GMX 1.2, 768x512 RGB, 0.512 bpp, model gm-small-v1, quality 75'."""
     prefix = f"{d['file']}: " if "file" in d else ""
     pixels = d["colorspace"] + ("+alpha" if d["has_alpha"] else "")
     return (

@@ -3,14 +3,15 @@
 A stand-in for decoding on another machine (a laptop without AVX-512, an older server): the
 images are encoded here, then every file is decoded by ``scripts/cross_device.py`` in a fresh
 process whose PyTorch, oneDNN and MKL kernels are capped at an instruction set. Each coder id
-of the CODR chunk is tried (0: entropy parameters in float32, format 1.0; 1: float64, the
-default since format 1.1). A file either decodes (every group's symbols match the encoder's
+of the CODR chunk is tried, with the settings its reference writer used (0: entropy parameters
+in float32, format 1.0; 1: float64, format 1.1; 2: float64 and bins centred on the mean, the
+default since format 1.2). A file either decodes (every group's symbols match the encoder's
 checksum; the float32 synthesis may still round a few samples the other way) or stops with
 ``MismatchError``; the table counts the files that decode. It also times encoding and
 decoding (in this process, one pass over the images) under each coder id.
 
 Usage: python scripts/cross_isa.py IMAGES [--limit N] [--qualities 10,50,90]
-                                   [--isas native,avx2,sse42] [--json OUT]
+                                   [--isas native,avx2,sse42] [--coders 0,1,2] [--json OUT]
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def encode_all(
 
     Returns the mean encode and decode seconds per image (after one warm-up round trip).
     """
-    codec.settings = CoderSettings(coder_id=coder_id)
+    codec.settings = CoderSettings.written_by(coder_id)
     out.mkdir(parents=True)
     codec.decode(codec.encode(Image.open(images[0]), quality))
     seconds = {"encode_s": 0.0, "decode_s": 0.0}
@@ -97,12 +98,13 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=0, help="first N images (0: all)")
     p.add_argument("--qualities", default="10,50,90")
     p.add_argument("--isas", default="native,avx2,sse42")
+    p.add_argument("--coders", default="0,1,2", help="coder ids to try")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
     images = sorted(a.images.glob("*.png"))[: a.limit or None]
     rows, codec = [], Codec.load(device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        for coder_id in sorted(PARAM_DTYPES):
+        for coder_id in map(int, a.coders.split(",")):
             for quality in map(int, a.qualities.split(",")):
                 folder = Path(tmp) / f"c{coder_id}-q{quality}"
                 timing = encode_all(codec, images, coder_id, quality, folder)

@@ -125,26 +125,53 @@ def test_perturbed_decoder_numerics_are_detected_not_decoded(crop):
         bad.decode(data)
 
 
-def test_new_files_compute_entropy_parameters_in_float64(codec, crop):
+def test_new_files_compute_entropy_parameters_in_float64_with_centred_bins(codec, crop):
     f = ct.parse(codec.encode(crop(64, 48), 50))
-    assert (f.version, f.coder.coder_id) == ((1, 1), 1)
-    h_s, entropy = codec.param_nets(coder_settings(f.coder))
+    assert (f.version, f.coder.coder_id, f.coder.mean_steps) == ((1, 2), 2, 64)
+    s = coder_settings(f.coder)
+    assert s.centred and s.unit == 64
+    h_s, entropy = codec.param_nets(s)
     assert {p.dtype for p in [*h_s.parameters(), *entropy.parameters()]} == {torch.float64}
 
 
-def test_float32_parameter_files_decode_with_the_float32_networks(crop):
-    """Coder id 0 (format 1.0's only one) keeps decoding, through the float32 h_s and mixer."""
+def _writer(codec: Codec, coder_id: int) -> Codec:
+    """The same model writing files with an older coder id (integer bins, mean grid 1/8)."""
+    settings = CoderSettings.written_by(coder_id)
+    return Codec(codec.model, codec.model_id, codec.sha256, codec.device, settings)
+
+
+def test_older_coder_ids_decode_with_their_own_precision_and_bins(crop):
+    """Ids 0 (format 1.0, float32) and 1 (1.1, float64) keep decoding, with integer bins."""
     img = crop(128, 96)
     codec = Codec.load(device="cpu")
-    old = Codec(codec.model, codec.model_id, codec.sha256, codec.device, CoderSettings(coder_id=0))
-    data0, data1 = old.encode(img, 60), codec.encode(img, 60)
-    assert ct.parse(data0).coder.coder_id == 0
-    assert np.array_equal(np.asarray(codec.decode(data0)), np.asarray(codec.decode(data1)))
-    with torch.no_grad():  # break only the float64 copy: id 1 files fail, id 0 files do not
-        codec.param_nets(CoderSettings(coder_id=1))[1].out_proj[3].bias.add_(0.37)
+    data0, data1 = _writer(codec, 0).encode(img, 60), _writer(codec, 1).encode(img, 60)
+    data2 = codec.encode(img, 60)
+    assert [ct.parse(d).coder.coder_id for d in (data0, data1, data2)] == [0, 1, 2]
+    pixels = [np.asarray(codec.decode(d)) for d in (data0, data1, data2)]
+    assert np.array_equal(pixels[0], pixels[1])  # the same integer y_hat
+    assert np.array_equal(pixels[1], np.asarray(_writer(codec, 1).reconstruct(img, 60)))
+    assert np.array_equal(pixels[2], np.asarray(codec.reconstruct(img, 60)))
+    assert not np.array_equal(pixels[1], pixels[2])  # centred bins give another y_hat
+    with torch.no_grad():  # break only the float64 copy: ids 1 and 2 fail, id 0 does not
+        codec.param_nets(CoderSettings())[1].out_proj[3].bias.add_(0.37)
     codec.decode(data0)
-    with pytest.raises(MismatchError, match="different numerics"):
-        codec.decode(data1)
+    for data in (data1, data2):
+        with pytest.raises(MismatchError, match="different numerics"):
+            codec.decode(data)
+
+
+def test_bins_centred_on_the_mean_make_smaller_files_at_the_same_quality(codec, sample_image):
+    """Coder id 2 against id 1, same weights, same quality (scripts/mean_shift.py: -2.3%)."""
+    ref = np.asarray(sample_image, dtype=np.float64)
+    old = _writer(codec, 1)
+    for quality in (10, 50):
+        integer, centred = old.encode(sample_image, quality), codec.encode(sample_image, quality)
+        assert len(centred) < 0.99 * len(integer)
+        errors = [
+            ((np.asarray(codec.decode(d), dtype=np.float64) - ref) ** 2).mean()
+            for d in (integer, centred)
+        ]
+        assert errors[1] < 1.05 * errors[0]
 
 
 def test_file_from_another_model_is_refused(codec, crop):

@@ -16,23 +16,39 @@ def _params(n: int, seed: int = 0):
     return mu, sigma
 
 
-def test_symbols_round_trip_exactly_with_categorical_and_gaussian_segments():
-    s = CoderSettings()
+INTEGER_BINS = CoderSettings.written_by(1)  # format 1.1's writer
+CENTRED_BINS = CoderSettings()  # the default since format 1.2
+
+
+@pytest.mark.parametrize("s", [INTEGER_BINS, CENTRED_BINS], ids=["integer", "centred"])
+def test_symbols_round_trip_exactly_with_categorical_and_gaussian_segments(s):
     mu, sigma = _params(5000)
-    y = torch.round(mu + sigma * torch.randn(5000, dtype=torch.float64)).long().numpy()
-    y[0], y[1] = 10**6, -(10**6)  # out of range: clipped, and the clipped value is decoded
+    y = (mu + sigma * torch.randn(5000, dtype=torch.float64)).numpy()
+    y[0], y[1] = 1e6, -1e6  # out of range: clipped, and the clipped value is decoded
     p = quantize_params(mu, sigma, s)
     pmf = np.array([0.1, 0.6, 0.3])
     w = StreamWriter(s)
     w.categorical(np.array([0, 2, 1, 1]), pmf)
-    y_hat = w.residuals(y, p)
+    decoded = w.residuals(y, p)
     words = w.finish()
     r = StreamReader(words, s)
     assert r.categorical(4, pmf).tolist() == [0, 2, 1, 1]
-    assert np.array_equal(r.residuals(p), y_hat)
+    assert np.array_equal(r.residuals(p), decoded)
     r.finish()
-    assert np.array_equal(y_hat[2:], y[2:])
-    assert abs(y_hat[0] - p.base[0]) == s.symbol_range
+    y_hat = decoded / s.unit
+    assert np.abs(y_hat[2:] - y[2:]).max() <= 0.5  # rounding error only
+    assert np.all(np.abs(decoded[:2] - p.base[:2]) == s.unit * s.symbol_range)
+
+
+def test_integer_bins_round_y_and_centred_bins_round_around_the_mean():
+    mu = torch.tensor([0.3, 0.3, -2.45, 5.0], dtype=torch.float64)
+    sigma = torch.ones(4, dtype=torch.float64)
+    y = np.array([0.75, 0.85, -2.0, 5.49])
+    integer = StreamWriter(INTEGER_BINS).residuals(y, quantize_params(mu, sigma, INTEGER_BINS))
+    assert integer.tolist() == [1, 1, -2, 5]  # round(y)
+    centred = StreamWriter(CENTRED_BINS).residuals(y, quantize_params(mu, sigma, CENTRED_BINS))
+    # mu on the 1/64 grid (0.296875, 0.296875, -2.453125, 5.0), plus round(y - mu)
+    assert (centred / 64).tolist() == [0.296875, 1.296875, -2.453125, 5.0]
 
 
 def test_parameters_are_integers_in_range():

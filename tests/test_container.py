@@ -1,4 +1,4 @@
-"""Tests for gmcodec.container: the .gmx format 1.1 reader and writer.
+"""Tests for gmcodec.container: the .gmx format 1.2 reader and writer.
 
 Hand-built files use the helpers below, which frame chunks independently of the module under
 test, so that the byte layout in docs/FORMAT.md is checked rather than assumed.
@@ -141,8 +141,8 @@ def test_round_trip_keeps_tile_order_and_streams() -> None:
 def test_serialize_is_deterministic_and_starts_with_signature_and_version() -> None:
     data = serialize(rich_file())
     assert data == serialize(rich_file())
-    assert data[:10] == b"\x89GMX\r\n\x1a\n\x01\x01"
-    assert (FORMAT_MAJOR, FORMAT_MINOR) == (1, 1)
+    assert data[:10] == b"\x89GMX\r\n\x1a\n\x01\x02"
+    assert (FORMAT_MAJOR, FORMAT_MINOR) == (1, 2)
 
 
 def test_byte_layout_matches_format_doc() -> None:
@@ -173,7 +173,7 @@ def test_the_example_in_the_format_doc_is_byte_exact() -> None:
     f = GmxFile(
         ImageInfo(1, 1, 1, colorspace=1),
         ModelInfo("m", "00" * 32),
-        CoderInfo(5000, 64, 0.125, 32.0, 8, 255, coder_id=1),
+        CoderInfo(5000, 64, 0.125, 32.0, 64, 255, coder_id=2),
         (Tile(0, 0, 1, 1, 0x12345678, (0xAABBCCDD,), b"\x01\x00\x00\x80"),),
     )
     expected = format_doc_example()
@@ -295,13 +295,13 @@ def test_newer_major_version_is_refused_naming_both_versions() -> None:
     chunks = split_chunks(serialize(small_file()))
     chunks[0] = (b"HEAD", head(3, 2, version=b"\x02\x03"))
     message = error_of(join_chunks(chunks, version=b"\x02\x03"))
-    assert "2.3" in message and "1.1" in message and "newer gmx" in message
+    assert "2.3" in message and "1.2" in message and "newer gmx" in message
 
 
 def test_major_version_zero_is_refused() -> None:
     data = bytearray(serialize(small_file()))
     data[8] = 0
-    assert "unsupported GMX format 0.1" in error_of(bytes(data))
+    assert "unsupported GMX format 0.2" in error_of(bytes(data))
 
 
 def test_newer_minor_version_is_accepted() -> None:
@@ -535,7 +535,7 @@ def test_inflating_absent_alpha_is_an_error() -> None:
         (lambda: replace(CODER, num_scales=1), "num_scales must be in 2.."),
         (lambda: replace(CODER, mean_steps=0), "mean_steps must be in 1..255"),
         (lambda: replace(CODER, symbol_range=0), "symbol_range must be in 1..65535"),
-        (lambda: replace(CODER, coder_id=2), "unknown entropy coder id 2"),
+        (lambda: replace(CODER, coder_id=3), "unknown entropy coder id 3"),
         (lambda: Tile(0, 0, 1, 1, 0, (), b"abc"), "not a whole number of 32-bit words"),
         (lambda: Tile(0, 0, 1, 1, -1, (), b""), "z_checksum must be in 0..4294967295"),
         (lambda: Tile(0, 0, 1, 1, 0, (1 << 32,), b""), "group checksum 0 must be in"),
@@ -612,7 +612,7 @@ def test_describe_is_json_serialisable_and_complete() -> None:
     f = parse(with_chunk(serialize(rich_file()), 2, b"teXt", b"abc"))
     d = describe(f, file_size=1000, path="x.gmx")
     assert json.loads(json.dumps(d)) == d
-    assert d["file"] == "x.gmx" and d["format"] == "GMX" and d["version"] == "1.1"
+    assert d["file"] == "x.gmx" and d["format"] == "GMX" and d["version"] == "1.2"
     assert (d["width"], d["height"], d["channels"], d["bit_depth"]) == (4, 4, 1, 8)
     assert d["colorspace"] == "grayscale"
     assert (d["model_id"], d["weights_sha256"], d["quality"]) == ("gm-small-v1", SHA, 75.0)
@@ -635,7 +635,7 @@ def test_format_info_starts_with_a_summary_line_then_aligned_keys() -> None:
     f = GmxFile(ImageInfo(768, 512, 3), MODEL, CODER, (tile(0, 0, 768, 512),))
     text = format_info(describe(f, file_size=25166, path="file.gmx"))
     lines = text.splitlines()
-    assert lines[0] == "file.gmx: GMX 1.1, 768x512 RGB, 0.512 bpp, model gm-small-v1, quality 75"
+    assert lines[0] == "file.gmx: GMX 1.2, 768x512 RGB, 0.512 bpp, model gm-small-v1, quality 75"
     assert "Weights SHA-256: " + SHA in text
     values_at = {len(line) - len(line.split(":", 1)[1].lstrip()) for line in lines[1:]}
     assert len(values_at) == 1, "values are aligned"
@@ -645,7 +645,7 @@ def test_format_info_starts_with_a_summary_line_then_aligned_keys() -> None:
 def test_format_info_verbose_adds_coder_tiles_and_skipped_chunks() -> None:
     f = parse(with_chunk(serialize(rich_file()), 2, b"teXt", b"abc"))
     text = format_info(describe(f, 1000), verbose=True)
-    assert text.splitlines()[0].startswith("GMX 1.1, 4x4 grayscale+alpha, 500.000 bpp")
+    assert text.splitlines()[0].startswith("GMX 1.2, 4x4 grayscale+alpha, 500.000 bpp")
     for expected in (
         "constriction ANS",
         "64 scales, 0.11 .. 256",
