@@ -274,7 +274,7 @@ class Codec:
                 stacklevel=3,
             )
         elif steps:
-            y = refine_latent(m, x, y, q, steps)[0]
+            y = refine_latent(m, x, y, q, steps, centred=self.settings.centred)[0]
             st.lap("refine")
         # contiguous: h_a/h_s must see the same memory layout as in the decoder (bit-exact psi)
         return y.contiguous()

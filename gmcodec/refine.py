@@ -71,13 +71,19 @@ def _objective(
     inv_gain: torch.Tensor,
     lam: float,
     gen: torch.Generator,
+    centred: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss to differentiate, true loss) for latents y of the image x [1, 3, h, w].
 
     The distortion counts the image's pixels only: x is not padded, g_s's output is cropped
-    to it as the decoder crops it.
+    to it as the decoder crops it. ``centred``: the coder rounds around the mean (coder id
+    2), so the distortion and the true bits use y_hat = mu + round(y - mu), mu from the
+    teacher-forced pass on round(y) (the coder's mu sees the centred context instead).
     """
     y_hat, z, mu, sigma = model.context_params(y)
+    if centred:
+        mu = mu.detach()
+        y_hat = mu + ste_round(y - mu)
     noise = torch.rand(y.shape, generator=gen, device=y.device, dtype=y.dtype) - 0.5
     z_hat = ste_round(z)
     bits_noisy, bits_z = model.bits(y + noise, z_hat, mu, sigma)
@@ -100,13 +106,15 @@ def refine_latent(
     steps: int,
     seed: int = 0,
     bf16: bool | None = None,
+    centred: bool = False,
 ) -> tuple[torch.Tensor, Refinement]:
     """The refined y_q of the image x [1, 3, h, w] in [0, 1] (unpadded), from y0 = g_a * gain.
 
     ``steps`` Adam steps (LEARNING_RATE, linear decay), scored at steps + 1 points; returns
     the best y_q by the true loss (y0 itself when no step improved it). ``bf16``: run the
     steps under bf16 autocast (None: where ``use_bf16`` says it is fast); the reported losses
-    are then recomputed in full precision. Deterministic for a given seed on a given device.
+    are then recomputed in full precision. ``centred``: score y_hat as the coder of bins centred
+    on the mean rounds it (``_objective``). Deterministic for a given seed on a given device.
     """
     bf16 = use_bf16(y0.device) if bf16 is None else bf16
     _, inv_gain = model.gains(torch.tensor([q]))
@@ -119,7 +127,7 @@ def refine_latent(
     with torch.enable_grad(), gradient_attention(y0.device):
         for i in range(steps + 1):
             with torch.autocast(y0.device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss, true_loss = _objective(model, y, x, inv_gain, lam, gen)
+                loss, true_loss = _objective(model, y, x, inv_gain, lam, gen, centred)
             if i == 0:
                 first = float(true_loss)
             if float(true_loss) < best_loss:
@@ -132,7 +140,7 @@ def refine_latent(
             y.grad = grad
             opt.step()
     if bf16:
-        best_y, first, best_loss = _confirm(model, x, y0, best_y, inv_gain, lam, gen)
+        best_y, first, best_loss = _confirm(model, x, y0, best_y, inv_gain, lam, gen, centred)
     return best_y, Refinement(steps, first, best_loss)
 
 
@@ -144,11 +152,12 @@ def _confirm(
     inv_gain: torch.Tensor,
     lam: float,
     gen: torch.Generator,
+    centred: bool,
 ) -> tuple[torch.Tensor, float, float]:
     """(latent, loss of y0, its loss): the bf16 pick if its full-precision true loss beats y0's."""
     with torch.no_grad():
-        first = float(_objective(model, y0, x, inv_gain, lam, gen)[1])
+        first = float(_objective(model, y0, x, inv_gain, lam, gen, centred)[1])
         if best_y is y0:
             return y0, first, first
-        after = float(_objective(model, best_y, x, inv_gain, lam, gen)[1])
+        after = float(_objective(model, best_y, x, inv_gain, lam, gen, centred)[1])
     return (best_y, first, after) if after < first else (y0, first, first)

@@ -30,6 +30,28 @@ def test_refinement_lowers_the_true_loss(codec, crop):
     assert y.shape == y0.shape and not torch.equal(y.round(), y0.round())
 
 
+def test_refinement_for_bins_centred_on_the_mean_scores_that_rounding(codec, crop):
+    x, y0 = _latent(codec, crop(128, 96), 3.0)
+    _, integer = refine.refine_latent(codec.model, x, y0, 3.0, steps=0)
+    y, centred = refine.refine_latent(codec.model, x, y0, 3.0, steps=8, centred=True)
+    assert centred.loss_before < integer.loss_before  # the centred rounding of the same y0
+    assert centred.loss_after < centred.loss_before
+
+
+def test_the_codec_refines_for_the_rounding_its_coder_uses(codec, crop, monkeypatch):
+    import gmcodec.codec as codec_module
+
+    seen, real = [], codec_module.refine_latent
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("centred"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(codec_module, "refine_latent", spy)
+    codec.encode(crop(64, 64), 60, effort=2)
+    assert seen == [codec.settings.centred] == [True]
+
+
 def test_bf16_steps_report_full_precision_losses(codec, crop):
     x, y0 = _latent(codec, crop(64, 64), 3.0)
     _, full = refine.refine_latent(codec.model, x, y0, 3.0, steps=4, bf16=False)
