@@ -13,7 +13,8 @@ on integers, never on raw floats. Two rounding rules (``CoderSettings.centred``)
   (exact in float32 and float64).
 
 The second rounds y around its prediction, as the mean-scale codecs of Minnen & Singh (2020)
-do; on Kodak it saves ~1.5% with the same weights (``scripts/mean_shift.py``).
+do: with the same weights, Kodak files 2.3% smaller at the same PSNR (BD-rate against id 1;
+the model's likelihoods estimate 1.55%; ``scripts/mean_shift.py``).
 
 z is coded with per-channel categorical PMFs computed on the CPU in float64
 (``FactorizedPrior.pmf_table``).

@@ -15,9 +15,8 @@ back as context, with mu unquantized, and scores each with the model's likelihoo
 under N(mu, sigma) over unit bins, plus the bits of z) and the PSNR of g_s(y_hat * inv_gain).
 With ``--files`` it encodes real files with the shipped default model, once per coder id
 (id 1 with its format-1.1 mean grid of 1/8 or ``--baseline-steps``, id 2 with the default
-1/64), decodes them, and
-scores file size and PSNR. Either way it prints per-quality means and the BD-rate of id 2
-against id 1.
+1/64), decodes them, and scores file size and PSNR. Either way it prints per-quality means
+and the BD-rate of id 2 against id 1.
 """
 
 from __future__ import annotations
