@@ -30,20 +30,23 @@ from PIL import Image
 from gmcodec.codec import Codec
 from gmcodec.coder import CoderSettings
 from gmcodec.data import list_images
-from gmcodec.imageio import pad, to_image, to_tensor
+from gmcodec.imageio import to_image, to_tensor
 from gmcodec.metrics import bd_rate, psnr
-from gmcodec.model import GMModel, gaussian_likelihood
-from gmcodec.tiling import analysis, synthesis
+from gmcodec.model import gaussian_likelihood
+from gmcodec.tiling import synthesis
 from gmcodec.train import load_any
 
 
 @torch.no_grad()
-def score(model: GMModel, x: torch.Tensor, q: float, shift: bool) -> tuple[float, float]:
-    """(bits per pixel, PSNR dB) of x [1, 3, h, w] at model quality q, one rounding rule."""
-    h, w = x.shape[-2:]
-    gain, inv_gain = model.gains(torch.tensor([q]))
-    y = analysis(model.g_a, pad(x)) * gain
-    z = model.h_a(y).round()
+def score(codec: Codec, x: torch.Tensor, q: float, shift: bool) -> tuple[float, float]:
+    """(bits per pixel, PSNR dB) of x [1, 3, h, w] at model quality q, one rounding rule.
+
+    y and z as the encoder makes them (``Codec.latent``, z clipped to the prior's range).
+    """
+    model, (h, w) = codec.model, x.shape[-2:]
+    _, inv_gain = model.gains(torch.tensor([q]))
+    y = codec.latent(x, q)
+    z = model.h_a(y).round().clamp(-codec.z_range, codec.z_range)
     bits = -torch.log2(model.prior.likelihood(z)).sum().item()
     psi = model.h_s(z)
     mixer, hy, wy = model.entropy, *y.shape[-2:]
@@ -117,8 +120,9 @@ def main() -> None:
         means = run(paths, points, lambda img, q, i: score_file(codec, img, q, ways[i]))
         report(points, means, "quality", len(paths))
         return
-    model, points = load_any(a.model), [float(v) for v in a.q.split(",")]
-    means = run(paths, points, lambda img, q, i: score(model, to_tensor(img), q, bool(i)))
+    codec = Codec(load_any(a.model), a.model, "", torch.device("cpu"))
+    points = [float(v) for v in a.q.split(",")]
+    means = run(paths, points, lambda img, q, i: score(codec, to_tensor(img), q, bool(i)))
     report(points, means, "q", len(paths))
 
 

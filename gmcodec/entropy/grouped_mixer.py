@@ -66,7 +66,7 @@ class GroupedMixer(nn.Module):
         """Slot output [B, T, d] -> (mu_g, sigma_g), each [B, T, C_g].
 
         At least float32 (bf16 under autocast is promoted); float64 stays float64 (the coding
-        path of coder id 1).
+        path of coder ids 1 and 2).
         """
         with torch.autocast(x.device.type, enabled=False):
             out = self.out_proj[g](self.out_norm(x.to(torch.promote_types(x.dtype, torch.float32))))
