@@ -3,10 +3,11 @@
 ``python -m gmcodec.train --data pack/train --ckpt checkpoints/run --minutes 30``
 
 Loss per image: ``lambda * 255^2 * MSE + bpp`` with lambda drawn per image from the config's
-lambdas (variable rate through gain vectors). bf16 autocast on CUDA and on CPUs with bf16 units,
-fused AdamW, gradient clipping, LR warm-up then cosine decay over the time budget, optionally a
-``torch.compile``'d forward (``--compile``). Checkpoints (with optimizer state) are written every
-``--ckpt-every`` minutes and at the end.
+lambdas (variable rate through gain vectors), optionally weighted per lambda
+(``--lambda-weighting relative``, ``LambdaWeights``). bf16 autocast on CUDA and on CPUs with
+bf16 units, fused AdamW, gradient clipping, LR warm-up then cosine decay over the time budget,
+optionally a ``torch.compile``'d forward (``--compile``). Checkpoints (with optimizer state)
+are written every ``--ckpt-every`` minutes and at the end.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -33,6 +34,39 @@ Forward = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 
 GRAD_CLIP = 1.0
 """Default max global gradient norm (``--clip``); also what ``seconds_per_step`` times."""
+EMA_DECAY = 0.98
+"""Decay of ``LambdaWeights``' running mean loss, per image drawn at that lambda."""
+
+
+@dataclass
+class LambdaWeights:
+    """Per-lambda loss weights that count each lambda by its relative improvement.
+
+    With one weight for all, the shared parameters follow the lambdas whose loss
+    L = lambda * 255^2 * MSE + bpp is largest: the high rates (at q = 7 L is ~9x its value at
+    q = 0). BD-rate averages over log-rate, where a bit saved at 0.25 bpp is worth ~7 at
+    1.75 bpp. ``relative`` weighting divides each image's L by a running mean L_k of the
+    loss at its lambda k and multiplies by the mean of the L_k, so the overall scale (what the
+    LR and the gradient clip act on) stays; the gradient then follows d L / L_k ~ d log L_k.
+    Lambdas not yet seen weigh 1. ``ema`` (L_k or None) travels in the checkpoint's meta.
+    """
+
+    ema: list[float | None]
+    decay: float = EMA_DECAY
+
+    def table(self) -> torch.Tensor:
+        """The weight of each lambda index, [K]."""
+        known = [v for v in self.ema if v is not None]
+        if not known:
+            return torch.ones(len(self.ema))
+        mean = sum(known) / len(known)
+        return torch.tensor([1.0 if v is None else mean / v for v in self.ema])
+
+    def update(self, idx: torch.Tensor, losses: torch.Tensor) -> None:
+        """Fold the unweighted per-image losses (lambda indexes idx) into the running means."""
+        for k, v in zip(idx.tolist(), losses.tolist(), strict=True):
+            old = self.ema[k]
+            self.ema[k] = v if old is None else self.decay * old + (1 - self.decay) * v
 
 
 def run_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,6 +91,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--decay-from", type=float, default=0.5, help="budget fraction where decay starts"
     )
     p.add_argument("--clip", type=float, default=GRAD_CLIP)
+    p.add_argument(
+        "--lambda-weighting",
+        choices=["uniform", "relative"],
+        default="uniform",
+        help="per-lambda loss weights: one for all, or relative (LambdaWeights)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--bf16",
@@ -128,11 +168,17 @@ def lr_at(args: argparse.Namespace, step: int, frac: float) -> float:
 
 
 def rd_loss(
-    model: GMModel, x: torch.Tensor, gen: torch.Generator, forward: Forward | None = None
+    model: GMModel,
+    x: torch.Tensor,
+    gen: torch.Generator,
+    forward: Forward | None = None,
+    weights: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """lambda * 255^2 * MSE + bpp, averaged over the batch, lambda drawn per image.
 
     ``forward`` stands in for ``model`` when called (``torch.compile(model)``, ``--compile``).
+    ``weights`` [K] scales each image's loss by the weight of its lambda index. Also returns
+    the lambda indexes ``idx`` and the unweighted per-image losses ``per_image`` (detached).
     """
     k = len(model.cfg.lambdas)
     idx = torch.randint(0, k, (x.shape[0],), generator=gen)
@@ -141,8 +187,15 @@ def rd_loss(
     pixels = x.shape[2] * x.shape[3]
     mse = (out["x_hat"].float() - x).square().mean((1, 2, 3))
     bpp = (out["bits_y"] + out["bits_z"]) / pixels
-    loss = (lam * 255**2 * mse + bpp).mean()
-    return {"loss": loss, "mse": mse.mean(), "bpp": bpp.mean()}
+    per_image = lam * 255**2 * mse + bpp
+    w = torch.ones_like(per_image) if weights is None else weights[idx].to(per_image)
+    return {
+        "loss": (w * per_image).mean(),
+        "mse": mse.mean(),
+        "bpp": bpp.mean(),
+        "idx": idx,
+        "per_image": per_image.detach(),
+    }
 
 
 def seconds_per_step(
@@ -178,14 +231,19 @@ def train_step(
     clip: float,
     bf16: bool,
     forward: Forward | None = None,
+    weights: LambdaWeights | None = None,
 ) -> dict[str, float]:
     """One optimizer step (bf16 autocast on x's device if ``bf16``); returns the float metrics.
 
     Attention uses ``gradient_attention``'s kernel for x's device (the math kernel on a CPU).
+    With ``weights`` the loss is weighted per lambda and the running means are updated.
     """
     autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16)
     with gradient_attention(x.device), autocast:
-        m = rd_loss(model, x, gen, forward)
+        m = rd_loss(model, x, gen, forward, None if weights is None else weights.table())
+    idx, per_image = m.pop("idx"), m.pop("per_image")
+    if weights is not None:
+        weights.update(idx, per_image.float().cpu())
     opt.zero_grad(set_to_none=True)
     m["loss"].backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -228,10 +286,12 @@ def run(args: argparse.Namespace) -> dict:
         "lr": args.lr,
         "bf16": use_bf16(device, args.bf16),
         "compile": args.compile,
+        "lambda_weighting": args.lambda_weighting,
         "start_step": meta["step"],
         "history": [],
     }
-    loop(model, opt, sampler, gen, args, device, meta, record, log_path)
+    weights = lambda_weights(args, meta, len(model.cfg.lambdas))
+    loop(model, opt, sampler, gen, args, device, meta, record, log_path, weights)
     if args.eval:
         record["eval"] = evaluate_rd(model.eval(), args.eval, device)
     meta["runs"] = [*meta.get("runs", []), {k: v for k, v in record.items() if k != "history"}]
@@ -240,7 +300,17 @@ def run(args: argparse.Namespace) -> dict:
     return record
 
 
-def loop(model, opt, sampler, gen, args, device, meta, record, log_path) -> None:
+def lambda_weights(args: argparse.Namespace, meta: dict, k: int) -> LambdaWeights | None:
+    """``--lambda-weighting relative``: weights resumed from (and kept in) ``meta``."""
+    if args.lambda_weighting == "uniform":
+        return None
+    saved = meta.get("lambda_ema")
+    weights = LambdaWeights(list(saved) if saved and len(saved) == k else [None] * k)
+    meta["lambda_ema"] = weights.ema  # the same list: every checkpoint saves the current means
+    return weights
+
+
+def loop(model, opt, sampler, gen, args, device, meta, record, log_path, weights=None) -> None:
     """The time-budgeted training loop with periodic checkpoints."""
     budget, start, last_ckpt = args.minutes * 60, time.time(), time.time()
     step0, acc, n = meta["step"], {}, 0
@@ -252,7 +322,8 @@ def loop(model, opt, sampler, gen, args, device, meta, record, log_path) -> None
         x = sampler.batch(args.batch)
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        for k, v in train_step(model, opt, x, gen, args.clip, record["bf16"], forward).items():
+        metrics = train_step(model, opt, x, gen, args.clip, record["bf16"], forward, weights)
+        for k, v in metrics.items():
             acc[k] = acc.get(k, 0.0) + v
         meta["step"] += 1
         n += 1

@@ -17,7 +17,7 @@ TINY = ModelConfig(N=8, M=16, Nz=8, C=16, slices=(8, 8), d_model=16, heads=2, de
 """A model small enough for a CPU step in well under a second."""
 
 
-def _args(data, ckpt, minutes=0.03):
+def _args(data, ckpt, minutes=0.03, *extra):
     return parse_args(
         [
             "--data",
@@ -36,6 +36,7 @@ def _args(data, ckpt, minutes=0.03):
             "16,176",
             "--warmup",
             "2",
+            *extra,
         ]
     )
 
@@ -55,6 +56,53 @@ def test_training_checkpoints_and_resumes_with_optimizer_state(tiny_data, tmp_pa
     assert any(changed)
     log = json.loads((ckpt / "log.json").read_text())
     assert log["start_step"] == first["steps"]
+
+
+def test_rd_loss_weights_each_image_by_its_lambda():
+    from gmcodec.model import GMModel
+    from gmcodec.train import rd_loss
+
+    torch.manual_seed(0)
+    model, x = GMModel(TINY).eval(), torch.rand(4, 3, 64, 64)
+    weights = torch.arange(1.0, len(TINY.lambdas) + 1)
+    runs = []
+    for w in (None, weights):
+        torch.manual_seed(1)  # the same rate noise in both
+        runs.append(rd_loss(model, x, torch.Generator().manual_seed(3), None, w))
+    plain, weighted = runs
+    assert torch.equal(plain["idx"], weighted["idx"])
+    assert torch.allclose(plain["per_image"], weighted["per_image"])
+    per_image = plain["per_image"]
+    assert plain["loss"].item() == pytest.approx(per_image.mean().item(), rel=1e-5)
+    expect = (weights[weighted["idx"]] * per_image).mean().item()
+    assert weighted["loss"].item() == pytest.approx(expect, rel=1e-5)
+    assert weighted["loss"].item() != pytest.approx(plain["loss"].item(), rel=1e-3)
+
+
+def test_lambda_weights_count_each_lambda_by_its_relative_loss():
+    from gmcodec.train import LambdaWeights
+
+    w = LambdaWeights([None] * 3, decay=0.5)
+    assert torch.equal(w.table(), torch.ones(3))
+    w.update(torch.tensor([0, 2]), torch.tensor([1.0, 4.0]))
+    assert w.table().tolist() == pytest.approx([2.5, 1.0, 0.625])  # mean 2.5; lambda 1 unseen
+    w.update(torch.tensor([2]), torch.tensor([2.0]))  # running mean 0.5 * 4 + 0.5 * 2
+    assert w.ema == [1.0, None, 3.0]
+    assert w.table().tolist() == pytest.approx([2.0, 1.0, 2.0 / 3.0])
+
+
+def test_relative_lambda_weighting_resumes_its_running_means(tiny_data, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    first = run(_args(tiny_data, ckpt, 0.03, "--lambda-weighting", "relative"))
+    ema = checkpoint.load(ckpt)[0]["lambda_ema"]
+    assert first["lambda_weighting"] == "relative" and len(ema) == len(TINY.lambdas)
+    seen = [v for v in ema if v is not None]
+    assert seen and all(v > 0 for v in seen)
+    from gmcodec.train import lambda_weights
+
+    args = _args(tiny_data, ckpt, 0.03, "--lambda-weighting", "relative")
+    assert lambda_weights(args, checkpoint.load(ckpt)[0], len(ema)).ema == ema
+    assert lambda_weights(_args(tiny_data, ckpt), {}, len(ema)) is None
 
 
 def test_checkpoint_files_stay_under_the_shard_limit(tiny_data, tmp_path):
