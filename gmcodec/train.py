@@ -28,12 +28,15 @@ from .data import CropSampler, load_images
 from .device import gradient_attention, pick_device, use_bf16
 from .evaluate import evaluate_rd
 from .model import GMModel
+from .parallel import Group, launch
 
 Forward = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 """The model's forward ``(x, q) -> {"x_hat", "bits_y", "bits_z", ...}``, possibly compiled."""
 
 GRAD_CLIP = 1.0
 """Default max global gradient norm (``--clip``); also what ``seconds_per_step`` times."""
+RANK_SEED = 1_000_003
+"""Seed offset between ranks of ``--procs``: each rank draws its own crops, lambdas and noise."""
 EMA_DECAY = 0.98
 """Decay of ``LambdaWeights``' running mean loss, per image drawn at that lambda."""
 
@@ -98,6 +101,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="per-lambda loss weights: one for all, or relative (LambdaWeights)",
     )
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        help="CPU only: train in N processes, gradients averaged (gmcodec.parallel)",
+    )
     p.add_argument(
         "--bf16",
         nargs="?",
@@ -232,23 +241,30 @@ def train_step(
     bf16: bool,
     forward: Forward | None = None,
     weights: LambdaWeights | None = None,
+    group: Group | None = None,
 ) -> dict[str, float]:
     """One optimizer step (bf16 autocast on x's device if ``bf16``); returns the float metrics.
 
     Attention uses ``gradient_attention``'s kernel for x's device (the math kernel on a CPU).
-    With ``weights`` the loss is weighted per lambda and the running means are updated.
+    With ``weights`` the loss is weighted per lambda and the running means are updated. With a
+    ``group`` of several ranks the gradients, the metrics and the lambda statistics are those
+    of all ranks' images together.
     """
+    group = group or Group()
     autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16)
     with gradient_attention(x.device), autocast:
         m = rd_loss(model, x, gen, forward, None if weights is None else weights.table())
     idx, per_image = m.pop("idx"), m.pop("per_image")
     if weights is not None:
-        weights.update(idx, per_image.float().cpu())
+        weights.update(group.gather(idx), group.gather(per_image.float().cpu()))
     opt.zero_grad(set_to_none=True)
     m["loss"].backward()
+    group.average_grads(model.parameters())
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     opt.step()
-    return {k: float(v.detach()) for k, v in m.items()}
+    metrics = torch.stack([v.detach().float().cpu() for v in m.values()])
+    group.average([metrics])
+    return dict(zip(m, metrics.tolist(), strict=True))
 
 
 def adamw(
@@ -265,21 +281,26 @@ def adamw(
     return opt
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Train for ``args.minutes`` and return the run record (also written to the log)."""
-    torch.manual_seed(args.seed)
+def run(args: argparse.Namespace, group: Group | None = None) -> dict:
+    """Train for ``args.minutes`` and return the run record (also written to the log).
+
+    ``group``: this process's rank in a ``--procs`` run (rank 0 alone writes files).
+    """
+    group = group or Group()
+    torch.manual_seed(args.seed + RANK_SEED * group.rank)
     device = pick_device(args.device)
     model, meta, flat_opt = build(args, device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
+    group.share_weights(model)
     opt = adamw(model.parameters(), args.lr, flat_opt)
-    sampler = CropSampler(
-        load_images(args.data, device, args.crop), args.crop, args.seed + meta["step"]
-    )
-    gen = torch.Generator().manual_seed(args.seed + meta["step"])
+    seed = args.seed + meta["step"] + RANK_SEED * group.rank
+    sampler = CropSampler(load_images(args.data, device, args.crop), args.crop, seed)
+    gen = torch.Generator().manual_seed(seed)
     log_path = Path(args.log) if args.log else Path(args.ckpt) / "log.json"
     record = {
         "device": device_name(device),
+        "procs": group.world,
         "minutes": args.minutes,
         "crop": args.crop,
         "batch": args.batch,
@@ -291,7 +312,10 @@ def run(args: argparse.Namespace) -> dict:
         "history": [],
     }
     weights = lambda_weights(args, meta, len(model.cfg.lambdas))
-    loop(model, opt, sampler, gen, args, device, meta, record, log_path, weights)
+    loop(model, opt, sampler, gen, args, device, meta, record, log_path, weights, group)
+    group.check_in_sync(model)
+    if not group.leader:
+        return record
     if args.eval:
         record["eval"] = evaluate_rd(model.eval(), args.eval, device)
     meta["runs"] = [*meta.get("runs", []), {k: v for k, v in record.items() if k != "history"}]
@@ -310,34 +334,45 @@ def lambda_weights(args: argparse.Namespace, meta: dict, k: int) -> LambdaWeight
     return weights
 
 
-def loop(model, opt, sampler, gen, args, device, meta, record, log_path, weights=None) -> None:
-    """The time-budgeted training loop with periodic checkpoints."""
+def loop(
+    model, opt, sampler, gen, args, device, meta, record, log_path, weights=None, group=None
+) -> None:
+    """The time-budgeted training loop with periodic checkpoints.
+
+    Rank 0's clock decides the learning rate, the end and the checkpoints of every rank.
+    """
+    group = group or Group()
     budget, start, last_ckpt = args.minutes * 60, time.time(), time.time()
     step0, acc, n = meta["step"], {}, 0
     model.train()
     forward = torch.compile(model) if args.compile else None
-    while (elapsed := time.time() - start) < budget:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(args, meta["step"] - step0, elapsed / budget)
+    while True:
+        elapsed = time.time() - start
+        due = time.time() - last_ckpt > args.ckpt_every * 60
+        lr, go, due = group.leader_values(
+            [lr_at(args, meta["step"] - step0, elapsed / budget), elapsed < budget, due]
+        )
+        if not go:
+            break
+        for param_group in opt.param_groups:
+            param_group["lr"] = lr
         x = sampler.batch(args.batch)
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        metrics = train_step(model, opt, x, gen, args.clip, record["bf16"], forward, weights)
+        metrics = train_step(model, opt, x, gen, args.clip, record["bf16"], forward, weights, group)
         for k, v in metrics.items():
             acc[k] = acc.get(k, 0.0) + v
         meta["step"] += 1
         n += 1
-        if n == 100 or time.time() - last_ckpt > args.ckpt_every * 60:
-            entry = {
-                "step": meta["step"],
-                "elapsed_s": round(elapsed, 1),
-                "lr": opt.param_groups[0]["lr"],
-                **{k: v / n for k, v in acc.items()},
-            }
-            record["history"].append(entry)
-            print(json.dumps(entry), flush=True)
+        if n == 100 or due:
+            entry = {"step": meta["step"], "elapsed_s": round(elapsed, 1), "lr": lr}
+            record["history"].append({**entry, **{k: v / n for k, v in acc.items()}})
+            if group.leader:
+                print(json.dumps(record["history"][-1]), flush=True)
             acc, n = {}, 0
-        last_ckpt = periodic_save(args, model, opt, meta, record, log_path, last_ckpt)
+        if due:
+            group.check_in_sync(model)
+            last_ckpt = save(args, model, opt, meta, record, log_path, last_ckpt, group.leader)
     close_record(meta, record, step0, start, last_ckpt)
 
 
@@ -345,7 +380,14 @@ def periodic_save(args, model, opt, meta, record, log_path: Path, last_ckpt: flo
     """Checkpoint and log once ``--ckpt-every`` minutes have passed; returns the last save time."""
     if time.time() - last_ckpt <= args.ckpt_every * 60:
         return last_ckpt
+    return save(args, model, opt, meta, record, log_path, last_ckpt)
+
+
+def save(args, model, opt, meta, record, log_path, last_ckpt: float, write: bool = True) -> float:
+    """Checkpoint and log (if ``write``: rank 0 of a ``--procs`` run); returns the save time."""
     meta["elapsed_s"] = meta.get("elapsed_s", 0.0) + (time.time() - last_ckpt)
+    if not write:
+        return time.time()
     checkpoint.save(args.ckpt, model, opt, meta)
     write_log(log_path, record)
     return time.time()
@@ -372,7 +414,15 @@ def write_log(path: Path, record: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    run(parse_args(argv))
+    args = parse_args(argv)
+    if args.procs < 1:
+        raise SystemExit(f"error: --procs must be >= 1, got {args.procs}")
+    if args.procs == 1:
+        run(args)
+    elif pick_device(args.device).type != "cpu":
+        raise SystemExit("error: --procs > 1 is for CPU training (use --device cpu)")
+    else:
+        launch(run, args.procs, args)
 
 
 if __name__ == "__main__":
