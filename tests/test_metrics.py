@@ -157,3 +157,17 @@ def test_rd_points_feeds_bd_rate_with_one_curve_per_list():
     b = [dict(p, bpp=p["bpp"] * 0.9) for p in a]
     assert metrics.rd_points(a) == ([0.2, 0.5, 1.0], [28.0, 31.0, 34.0])
     assert metrics.bd_rate(*metrics.rd_points(a), *metrics.rd_points(b)) == pytest.approx(-10.0)
+
+
+def test_rate_gap_compares_rates_at_equal_psnr():
+    from rate_gap import gaps, rate_at
+
+    ref = ([0.1, 0.2, 0.4, 0.8], [26.0, 29.0, 32.0, 35.0])
+    test = ([0.3, 0.5, 1.0], [27.0, 30.0, 33.0])
+    assert rate_at(*ref, 27.5) == pytest.approx(0.2 / 2**0.5)  # log-rate midway
+    levels = gaps(test, ref, 1.5)
+    assert [v for v, _ in levels] == [27.0, 28.5, 30.0, 31.5, 33.0]
+    assert levels[0][1] == pytest.approx(0.3 / (0.1 * 2 ** (1 / 3)) - 1)
+    assert levels[-1][1] == pytest.approx(1.0 / (0.4 * 2 ** (1 / 3)) - 1)
+    with pytest.raises(ValueError, match="outside"):
+        rate_at(*ref, 36.0)
