@@ -8,7 +8,8 @@
 # evaluation, GPU timings and files for cross-device decoding) and .whl/ (constriction and
 # pytorch-msssim wheels when the machine lacks them). Trains the GroupedMixer model and, on the
 # same GPU at the same time and budget, two ablations (hyperprior-only mean-scale; 5 groups
-# instead of 20; ABLATIONS=0 skips them). LR (default 3e-4), CROP (256) and BATCH (16)
+# instead of 20; ABLATIONS=0 skips them). LR (default 3e-4), CROP (256), BATCH (16) and
+# WEIGHTING (relative: --lambda-weighting, docs/TRAINING.md round cpu16)
 # override the training settings; COMPILE=1 adds --compile to the main run (measured on the CPU
 # only, not yet on a GPU). Writes OUT_DIR/main/ (resumable checkpoint, each file < 16 MiB) and
 # OUT_DIR/logs.tgz (JSON logs, evaluations, GPU benchmark).
@@ -26,7 +27,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 LOGS=$(mktemp -d)
 nvidia-smi -L 2>/dev/null || true
 EVAL=${EVAL:-.kodak}
-COMMON=(--data pack/train --minutes "$MIN" --crop "${CROP:-256}" --batch "${BATCH:-16}" --lr "${LR:-3e-4}" --ckpt-every 2 --eval "$EVAL")
+COMMON=(--data pack/train --minutes "$MIN" --crop "${CROP:-256}" --batch "${BATCH:-16}" --lr "${LR:-3e-4}" --lambda-weighting "${WEIGHTING:-relative}" --ckpt-every 2 --eval "$EVAL")
 INIT=()
 FLAGS=()
 if [ "${COMPILE:-0}" = 1 ]; then FLAGS=(--compile); fi
