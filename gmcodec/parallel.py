@@ -1,13 +1,14 @@
 """Data-parallel training on one machine's CPU: N processes, gradients averaged every step.
 
-On the 2-core development machine one training process with two threads leaves the cores
-partly idle through the many small operations of a step (the GroupedMixer's slots, the
-optimizer, the crop sampler). Two single-thread processes run side by side at 1.5x the images
-per second (session 16: 0.68 s per batch-4 step each, against 0.518 s for one two-thread
-process; ``docs/TRAINING.md``). ``gmcodec.train --procs N`` runs N such processes as one
-training run: each rank draws its own crops and lambdas, the gradients are averaged (one gloo
-all-reduce) before clipping and the AdamW step, so every rank holds the same weights; rank 0
-sets the learning rate, decides when the budget is spent and writes checkpoints and logs.
+On the 2-core development machine a training process with two threads leaves the cores partly idle,
+presumably in the many small operations of a step (the GroupedMixer's slots, the optimizer, the crop
+sampler). Two independent single-thread processes run side by side at 1.49x the images per second
+(session 16: 0.694 s per batch-4 step each, against 0.518 s for one two-thread process;
+``docs/TRAINING.md``). ``gmcodec.train --procs N`` runs N such processes as one training run
+(``--procs 2 --batch 2``: 0.447 s per batch-4 step, 1.16x): each rank draws its own crops and
+lambdas, the gradients are averaged (one gloo all-reduce) before clipping and the AdamW step, so
+every rank holds the same weights; rank 0 sets the learning rate, decides when the budget is spent
+and writes checkpoints and logs.
 """
 
 from __future__ import annotations
