@@ -46,11 +46,12 @@ class LambdaWeights:
     """Per-lambda loss weights that count each lambda by its relative improvement.
 
     With one weight for all, the shared parameters follow the lambdas whose loss
-    L = lambda * 255^2 * MSE + bpp is largest: the high rates (at q = 7 L is ~9x its value at
-    q = 0). BD-rate averages over log-rate, where a bit saved at 0.25 bpp is worth ~7 at
-    1.75 bpp. ``relative`` weighting divides each image's L by a running mean L_k of the
-    loss at its lambda k and multiplies by the mean of the L_k, so the overall scale (what the
-    LR and the gradient clip act on) stays; the gradient then follows d L / L_k ~ d log L_k.
+    L = lambda * 255^2 * MSE + bpp is largest: the high rates (round cpu16w's running means
+    ended at 0.75 for q = 0 and 9.0 for q = 7, ``lambda_ema`` in its checkpoint). BD-rate
+    averages over log-rate, where a bit saved at 0.25 bpp is worth ~7 at 1.75 bpp.
+    ``relative`` weighting divides each image's L by a running mean L_k of the loss at its
+    lambda k and multiplies by the mean of the L_k, so the overall scale (what the LR and the
+    gradient clip act on) stays; the gradient then follows d L / L_k ~ d log L_k.
     Lambdas not yet seen weigh 1. ``ema`` (L_k or None) travels in the checkpoint's meta.
     """
 
@@ -348,9 +349,12 @@ def loop(
     forward = torch.compile(model) if args.compile else None
     while True:
         elapsed = time.time() - start
-        due = time.time() - last_ckpt > args.ckpt_every * 60
         lr, go, due = group.leader_values(
-            [lr_at(args, meta["step"] - step0, elapsed / budget), elapsed < budget, due]
+            [
+                lr_at(args, meta["step"] - step0, elapsed / budget),
+                elapsed < budget,
+                time.time() - last_ckpt > args.ckpt_every * 60,
+            ]
         )
         if not go:
             break
