@@ -3,11 +3,11 @@
 ``python -m gmcodec.train --data pack/train --ckpt checkpoints/run --minutes 30``
 
 Loss per image: ``lambda * 255^2 * MSE + bpp`` with lambda drawn per image from the config's
-lambdas (variable rate through gain vectors), optionally weighted per lambda
-(``--lambda-weighting relative``, ``LambdaWeights``). bf16 autocast on CUDA and on CPUs with
-bf16 units, fused AdamW, gradient clipping, LR warm-up then cosine decay over the time budget,
-optionally a ``torch.compile``'d forward (``--compile``). Checkpoints (with optimizer state)
-are written every ``--ckpt-every`` minutes and at the end.
+lambdas (variable rate through gain vectors), weighted per lambda by ``LambdaWeights``
+(``--lambda-weighting relative``, the default; ``uniform`` weighs every image alike). bf16
+autocast on CUDA and on CPUs with bf16 units, fused AdamW, gradient clipping, LR warm-up then
+cosine decay over the time budget, optionally a ``torch.compile``'d forward (``--compile``).
+Checkpoints (with optimizer state) are written every ``--ckpt-every`` minutes and at the end.
 """
 
 from __future__ import annotations
@@ -98,8 +98,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--lambda-weighting",
         choices=["uniform", "relative"],
-        default="uniform",
-        help="per-lambda loss weights: one for all, or relative (LambdaWeights)",
+        default="relative",
+        help="per-lambda loss weights: relative (LambdaWeights, default since round cpu16w) "
+        "or one for all",
     )
     p.add_argument("--device", default="auto")
     p.add_argument(

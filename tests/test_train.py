@@ -93,7 +93,7 @@ def test_lambda_weights_count_each_lambda_by_its_relative_loss():
 
 def test_relative_lambda_weighting_resumes_its_running_means(tiny_data, tmp_path):
     ckpt = tmp_path / "ckpt"
-    first = run(_args(tiny_data, ckpt, 0.03, "--lambda-weighting", "relative"))
+    first = run(_args(tiny_data, ckpt, 0.03))  # relative is the default
     ema = checkpoint.load(ckpt)[0]["lambda_ema"]
     assert first["lambda_weighting"] == "relative" and len(ema) == len(TINY.lambdas)
     seen = [v for v in ema if v is not None]
@@ -102,7 +102,8 @@ def test_relative_lambda_weighting_resumes_its_running_means(tiny_data, tmp_path
 
     args = _args(tiny_data, ckpt, 0.03, "--lambda-weighting", "relative")
     assert lambda_weights(args, checkpoint.load(ckpt)[0], len(ema)).ema == ema
-    assert lambda_weights(_args(tiny_data, ckpt), {}, len(ema)) is None
+    uniform = _args(tiny_data, ckpt, 0.03, "--lambda-weighting", "uniform")
+    assert lambda_weights(uniform, {}, len(ema)) is None
 
 
 def test_checkpoint_files_stay_under_the_shard_limit(tiny_data, tmp_path):
