@@ -99,8 +99,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lambda-weighting",
         choices=["uniform", "relative"],
         default="relative",
-        help="per-lambda loss weights: relative (LambdaWeights, default since round cpu16w) "
-        "or one for all",
+        help="per-lambda loss weights: relative (LambdaWeights; used since round cpu16w, the "
+        "default since session 17) or one for all",
     )
     p.add_argument("--device", default="auto")
     p.add_argument(
