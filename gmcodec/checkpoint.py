@@ -1,8 +1,9 @@
 """Resumable training checkpoints (kept out of git), sharded into files of bounded size.
 
 A checkpoint is a folder: ``meta.json`` (config, step, elapsed time, run history) and
-``shard-K.pt`` files holding the fp32 model and the optimizer state (moments in bf16), each
-file under ``max_bytes`` so it can travel back from a GPU machine.
+``shard-K.pt`` files holding the fp32 model, the optimizer state (moments in bf16) and, with
+``--average``, the fp32 running average of the parameters, each file under ``max_bytes`` so it can
+travel back from a GPU machine.
 """
 
 from __future__ import annotations
@@ -18,10 +19,16 @@ import torch
 MAX_SHARD_BYTES = 15 * 1024 * 1024
 
 
-def _flatten(model: torch.nn.Module, opt: torch.optim.Optimizer | None) -> dict[str, Any]:
+def _flatten(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer | None,
+    averaged: dict[str, torch.Tensor] | None = None,
+) -> dict[str, Any]:
     flat: dict[str, Any] = {
         f"model/{k}": v.detach().float().cpu() for k, v in model.state_dict().items()
     }
+    for k, v in (averaged or {}).items():
+        flat[f"avg/{k}"] = v.detach().float().cpu()
     if opt is not None:
         state = opt.state_dict()
         for pid, st in state["state"].items():
@@ -51,13 +58,17 @@ def save(
     opt: torch.optim.Optimizer | None,
     meta: dict[str, Any],
     max_bytes: int = MAX_SHARD_BYTES,
+    averaged: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write the checkpoint folder atomically (a temp folder renamed into place)."""
+    """Write the checkpoint folder atomically (a temp folder renamed into place).
+
+    ``averaged``: the running parameter average (``WeightAverage.state_dict``), if any.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    shards = _shards(_flatten(model, opt), max_bytes)
+    shards = _shards(_flatten(model, opt, averaged), max_bytes)
     for i, shard in enumerate(shards):
         torch.save(shard, tmp / f"shard-{i}.pt")
     (tmp / "meta.json").write_text(json.dumps({**meta, "shards": len(shards)}, indent=1))
@@ -68,16 +79,29 @@ def save(
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
-    """(meta, model state dict, flat optimizer entries) of a checkpoint folder."""
-    path = Path(path)
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     meta = json.loads((path / "meta.json").read_text())
     flat: dict[str, Any] = {}
     for i in range(meta["shards"]):
         flat.update(torch.load(path / f"shard-{i}.pt", map_location="cpu", weights_only=True))
-    model = {k[6:]: v for k, v in flat.items() if k.startswith("model/")}
-    opt = {k[4:]: v for k, v in flat.items() if k.startswith("opt/")}
-    return meta, model, opt
+    return meta, flat
+
+
+def _section(flat: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix) :]: v for k, v in flat.items() if k.startswith(prefix)}
+
+
+def load(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
+    """(meta, model state dict, flat optimizer entries) of a checkpoint folder."""
+    meta, flat = _read(Path(path))
+    return meta, _section(flat, "model/"), _section(flat, "opt/")
+
+
+def load_averaged(path: str | Path) -> dict[str, torch.Tensor]:
+    """The running parameter average saved in a checkpoint folder ({} if none or no folder)."""
+    if not (Path(path) / "meta.json").exists():
+        return {}
+    return _section(_read(Path(path))[1], "avg/")
 
 
 IMPLEMENTATION_FLAGS = ("foreach", "fused")

@@ -6,8 +6,9 @@ Loss per image: ``lambda * 255^2 * MSE + bpp`` with lambda drawn per image from 
 lambdas (variable rate through gain vectors), weighted per lambda by ``LambdaWeights``
 (``--lambda-weighting relative``, the default; ``uniform`` weighs every image alike). bf16
 autocast on CUDA and on CPUs with bf16 units, fused AdamW, gradient clipping, LR warm-up then
-cosine decay over the time budget, optionally a ``torch.compile``'d forward (``--compile``).
-Checkpoints (with optimizer state) are written every ``--ckpt-every`` minutes and at the end.
+cosine decay over the time budget, optionally a ``torch.compile``'d forward (``--compile``) and a
+running average of the weights (``--average``, ``gmcodec.averaging``). Checkpoints (with
+optimizer state) are written every ``--ckpt-every`` minutes and at the end.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint
+from .averaging import WeightAverage
 from .config import ModelConfig
 from .data import CropSampler, load_images
 from .device import gradient_attention, pick_device, use_bf16
@@ -101,6 +103,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="relative",
         help="per-lambda loss weights: relative (LambdaWeights; used since round cpu16w, the "
         "default since session 17) or one for all",
+    )
+    p.add_argument(
+        "--average",
+        type=float,
+        default=0.0,
+        metavar="DECAY",
+        help="also keep a running average of the weights, DECAY per step (e.g. 0.999; 0 = off); "
+        "saved in the checkpoint, exported with scripts/export.py --averaged",
     )
     p.add_argument("--device", default="auto")
     p.add_argument(
@@ -310,18 +320,20 @@ def run(args: argparse.Namespace, group: Group | None = None) -> dict:
         "bf16": use_bf16(device, args.bf16),
         "compile": args.compile,
         "lambda_weighting": args.lambda_weighting,
+        "average": args.average,
         "start_step": meta["step"],
         "history": [],
     }
     weights = lambda_weights(args, meta, len(model.cfg.lambdas))
-    loop(model, opt, sampler, gen, args, device, meta, record, log_path, weights, group)
+    avg = weight_average(args, model) if group.leader else None
+    loop(model, opt, sampler, gen, args, device, meta, record, log_path, weights, group, avg)
     group.check_in_sync(model)
     if not group.leader:
         return record
     if args.eval:
         record["eval"] = evaluate_rd(model.eval(), args.eval, device)
     meta["runs"] = [*meta.get("runs", []), {k: v for k, v in record.items() if k != "history"}]
-    checkpoint.save(args.ckpt, model, opt, meta)
+    checkpoint.save(args.ckpt, model, opt, meta, averaged=avg.state_dict() if avg else None)
     write_log(log_path, record)
     return record
 
@@ -336,12 +348,31 @@ def lambda_weights(args: argparse.Namespace, meta: dict, k: int) -> LambdaWeight
     return weights
 
 
+def weight_average(args: argparse.Namespace, model: GMModel) -> WeightAverage | None:
+    """``--average``: the running average, resumed from the checkpoint when it has one."""
+    if not args.average:
+        return None
+    return WeightAverage(model, args.average, checkpoint.load_averaged(args.ckpt))
+
+
 def loop(
-    model, opt, sampler, gen, args, device, meta, record, log_path, weights=None, group=None
+    model,
+    opt,
+    sampler,
+    gen,
+    args,
+    device,
+    meta,
+    record,
+    log_path,
+    weights=None,
+    group=None,
+    avg=None,
 ) -> None:
     """The time-budgeted training loop with periodic checkpoints.
 
-    Rank 0's clock decides the learning rate, the end and the checkpoints of every rank.
+    Rank 0's clock decides the learning rate, the end and the checkpoints of every rank; rank 0
+    alone keeps the weight average ``avg`` (every rank holds the same weights).
     """
     group = group or Group()
     budget, start, last_ckpt = args.minutes * 60, time.time(), time.time()
@@ -365,6 +396,8 @@ def loop(
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         metrics = train_step(model, opt, x, gen, args.clip, record["bf16"], forward, weights, group)
+        if avg is not None:
+            avg.update()
         for k, v in metrics.items():
             acc[k] = acc.get(k, 0.0) + v
         meta["step"] += 1
@@ -377,7 +410,7 @@ def loop(
             acc, n = {}, 0
         if due:
             group.check_in_sync(model)
-            last_ckpt = save(args, model, opt, meta, record, log_path, last_ckpt, group.leader)
+            last_ckpt = save(args, model, opt, meta, record, log_path, last_ckpt, group.leader, avg)
     close_record(meta, record, step0, start, last_ckpt)
 
 
@@ -388,12 +421,14 @@ def periodic_save(args, model, opt, meta, record, log_path: Path, last_ckpt: flo
     return save(args, model, opt, meta, record, log_path, last_ckpt)
 
 
-def save(args, model, opt, meta, record, log_path, last_ckpt: float, write: bool = True) -> float:
+def save(
+    args, model, opt, meta, record, log_path, last_ckpt: float, write: bool = True, avg=None
+) -> float:
     """Checkpoint and log (if ``write``: rank 0 of a ``--procs`` run); returns the save time."""
     meta["elapsed_s"] = meta.get("elapsed_s", 0.0) + (time.time() - last_ckpt)
     if not write:
         return time.time()
-    checkpoint.save(args.ckpt, model, opt, meta)
+    checkpoint.save(args.ckpt, model, opt, meta, averaged=avg.state_dict() if avg else None)
     write_log(log_path, record)
     return time.time()
 
@@ -422,6 +457,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.procs < 1:
         raise SystemExit(f"error: --procs must be >= 1, got {args.procs}")
+    if not 0.0 <= args.average < 1.0:
+        raise SystemExit(f"error: --average must be in [0, 1), got {args.average}")
     if args.procs == 1:
         run(args)
     elif pick_device(args.device).type != "cpu":

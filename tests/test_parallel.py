@@ -60,10 +60,11 @@ def test_two_process_training_run_checkpoints_one_model(tiny_data, tmp_path):
     ckpt = tmp_path / "ckpt"
     argv = ["--data", str(tiny_data), "--ckpt", str(ckpt), "--minutes", "0.05", "--crop", "64"]
     argv += ["--batch", "1", "--device", "cpu", "--slices", "16,176", "--warmup", "2"]
-    main([*argv, "--procs", "2", "--lambda-weighting", "relative"])
+    main([*argv, "--procs", "2", "--lambda-weighting", "relative", "--average", "0.9"])
     meta = checkpoint.load(ckpt)[0]
     run = meta["runs"][-1]
     assert run["procs"] == 2 and run["steps"] >= 1 and meta["step"] == run["steps"]
     assert any(v is not None for v in meta["lambda_ema"])
+    assert run["average"] == 0.9 and checkpoint.load_averaged(ckpt)  # rank 0 kept the average
     with pytest.raises(SystemExit, match="--procs must be >= 1"):
         main([*argv, "--procs", "0"])

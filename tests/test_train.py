@@ -258,3 +258,64 @@ def test_run_stats_summarizes_a_training_log(tmp_path):
     assert s["loss_fifths"] == pytest.approx([1.5, 3.5, 5.5, 7.5, 9.5])
     assert s["mse"] == pytest.approx((0.0015, 0.0095))
     assert s["bpp"] == pytest.approx(1.0)
+
+
+def test_weight_average_moves_by_one_minus_decay_per_step_and_resumes():
+    from gmcodec.averaging import WeightAverage, load_average
+
+    model = torch.nn.Linear(2, 1)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    avg = WeightAverage(model, 0.75)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(4.0)
+    avg.update()  # 0.75 * start + 0.25 * (start + 4) = start + 1
+    for n, v in avg.state_dict().items():
+        assert torch.allclose(v, start[n] + 1.0)
+    again = WeightAverage(model, 0.75, avg.state_dict())  # resumed, not reset to the weights
+    assert all(torch.equal(again.state_dict()[n], v) for n, v in avg.state_dict().items())
+    load_average(model, avg.state_dict())
+    assert torch.allclose(model.weight, start["weight"] + 1.0)
+    with pytest.raises(KeyError):
+        load_average(model, {"weight": model.weight})
+    with pytest.raises(ValueError):
+        WeightAverage(model, 1.0)
+
+
+def test_training_with_average_checkpoints_a_lagging_average(tiny_data, tmp_path):
+    from gmcodec.train import main, weight_average
+
+    ckpt = tmp_path / "ckpt"
+    first = run(_args(tiny_data, ckpt, 0.03, "--average", "0.5"))
+    assert first["average"] == 0.5 and first["steps"] >= 1
+    _, state, _ = checkpoint.load(ckpt)
+    averaged = checkpoint.load_averaged(ckpt)
+    assert averaged.keys() <= state.keys() and len(averaged) > 10
+    assert any(not torch.allclose(averaged[k], state[k]) for k in averaged)  # it lags the weights
+    from gmcodec.train import resume
+
+    model = resume(ckpt)[0]
+    args = _args(tiny_data, ckpt, 0.03, "--average", "0.5")
+    resumed = weight_average(args, model).state_dict()
+    assert all(torch.equal(resumed[k], averaged[k]) for k in averaged)
+    assert weight_average(_args(tiny_data, ckpt), model) is None  # off by default
+    _export_averaged_matches(ckpt, averaged, tmp_path / "w")
+    assert checkpoint.load_averaged(tmp_path / "none") == {}
+    with pytest.raises(SystemExit, match="--average"):
+        main(["--data", str(tiny_data), "--ckpt", str(ckpt), "--minutes", "1", "--average", "1"])
+
+
+def _export_averaged_matches(ckpt, averaged, out):
+    """scripts/export.py --averaged writes the average, not the last weights."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from gmcodec.zoo import model_from_file
+
+    script = Path(__file__).parents[1] / "scripts" / "export.py"
+    cmd = [sys.executable, str(script), str(ckpt), "avg", "--weights", str(out), "--averaged"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    exported = dict(model_from_file(out / "avg.pt")[0].named_parameters())
+    for k, v in averaged.items():
+        assert torch.allclose(exported[k].float(), v, atol=2e-3, rtol=2e-3)
