@@ -16,12 +16,17 @@ from .model import GMModel
 
 @torch.no_grad()
 def evaluate_rd(
-    model: GMModel, folder: str | Path, device: torch.device, qualities: list[float] | None = None
+    model: GMModel,
+    folder: str | Path,
+    device: torch.device,
+    qualities: list[float] | None = None,
+    centred: bool = False,
 ) -> list[dict[str, float]]:
     """Mean estimated bpp and PSNR-RGB per model quality q over the images in ``folder``.
 
     Bits are -log2 of the model's likelihoods of the rounded latents (what an ideal entropy
-    coder would spend); ``gmx bench`` measures real file sizes.
+    coder would spend); ``gmx bench`` measures real file sizes. ``centred`` rounds y_q around
+    the predicted mean, as coder id 2 does (``GMModel.forward``), else to integers.
     """
     qs = qualities if qualities is not None else list(range(model.num_qualities))
     images = [to_tensor(Image.open(p)) for p in list_images(folder)]
@@ -29,7 +34,8 @@ def evaluate_rd(
     for q in qs:
         bpp = dist = 0.0
         for x in images:
-            out = model(pad(x.to(device)), torch.tensor([float(q)], device=device), noise=False)
+            q_t = torch.tensor([float(q)], device=device)
+            out = model(pad(x.to(device)), q_t, noise=False, centred=centred)
             h, w = x.shape[-2:]
             bpp += float(out["bits_y"] + out["bits_z"]) / (h * w)
             decoded = np.asarray(to_image(out["x_hat"][..., :h, :w].float().cpu()))

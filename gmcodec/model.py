@@ -3,8 +3,8 @@
 ::
 
     x --g_a--> y --*gain(q)--> y_q --h_a--> z --Q--> z_hat --h_s--> psi
-                               y_q --Q--> y_hat   (y_hat = round(y_q), coded as
-                                                   round(y_q) - round(mu) given mu, sigma)
+                               y_q --Q--> y_hat   (decoded: y_hat = mu_q + round(y_q - mu_q),
+                                                   coder id 2; training: round(y_q) or centred)
     (y_hat, psi) --GroupedMixer--> mu, sigma           y_hat * inv_gain(q) --g_s--> x_hat
 
 Variable rate: one gain vector and one inverse-gain vector per trained lambda (Cui et al.,
@@ -24,11 +24,22 @@ from .entropy import FactorizedPrior, build_entropy_model
 from .transforms import analysis, hyper_analysis, hyper_synthesis, synthesis
 
 _LOG2 = math.log(2.0)
+MEAN_GRID = 64
+"""Steps per unit of the quantized mean mu_q that coder id 2 centres its bins on."""
 
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:
     """round(x) in the forward pass, identity gradient in the backward pass."""
     return x + (torch.round(x) - x).detach()
+
+
+def centre(y: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """y_hat = mu_q + round(y_q - mu_q), mu_q = round(64 mu) / 64: what coder id 2 decodes.
+
+    Straight-through: the gradient reaches y_q as identity and never mu (detached).
+    """
+    m = torch.round(mu.detach().float() * MEAN_GRID) / MEAN_GRID
+    return m + ste_round(y - m)
 
 
 def gaussian_likelihood(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -82,17 +93,22 @@ class GMModel(nn.Module):
         return interp(self.log_gain), interp(self.log_inv_gain)
 
     def forward(
-        self, x: torch.Tensor, q: torch.Tensor, noise: bool = True
+        self, x: torch.Tensor, q: torch.Tensor, noise: bool = True, centred: bool = False
     ) -> dict[str, torch.Tensor]:
         """Training pass: x [B, 3, H, W] in [0, 1], H and W multiples of 64; q [B].
 
         Returns x_hat and the bits of y and z per image. The context fed to the GroupedMixer
-        is round(y_q), the same quantity the decoder has (straight-through gradient). The
-        rate uses additive uniform noise (``noise=True``) or the rounded values (evaluation).
+        is round(y_q) (straight-through gradient). The rate uses additive uniform noise
+        (``noise=True``) or the rounded values (evaluation). ``centred``: g_s decodes, and the
+        evaluation rate scores, y_hat = ``centre(y_q, mu)`` as coder id 2 does rather than
+        round(y_q); the context stays round(y_q), since one pass cannot feed each group the
+        centred y_hat of the groups before it.
         """
         gain, inv_gain = self.gains(q)
         y = self.g_a(x).float() * gain
         y_hat, z, mu, sigma = self.context_params(y)
+        if centred:
+            y_hat = centre(y, mu)
         y_r, z_r = (_add_noise(y), _add_noise(z)) if noise else (y_hat, torch.round(z).float())
         bits_y, bits_z = self.bits(y_r, z_r, mu, sigma)
         x_hat = self.g_s(y_hat * inv_gain)

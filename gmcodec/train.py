@@ -7,13 +7,15 @@ lambdas (variable rate through gain vectors), weighted per lambda by ``LambdaWei
 (``--lambda-weighting relative``, the default; ``uniform`` weighs every image alike). bf16
 autocast on CUDA and on CPUs with bf16 units, fused AdamW, gradient clipping, LR warm-up then
 cosine decay over the time budget, optionally a ``torch.compile``'d forward (``--compile``) and a
-running average of the weights (``--average``, ``gmcodec.averaging``). Checkpoints (with
+running average of the weights (``--average``, ``gmcodec.averaging``) and g_s trained on the
+mean-centred y_hat the decoder sees (``--centred``, ``GMModel.forward``). Checkpoints (with
 optimizer state) are written every ``--ckpt-every`` minutes and at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import time
@@ -111,6 +113,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="DECAY",
         help="also keep a running average of the weights, DECAY per step (e.g. 0.999; 0 = off); "
         "saved in the checkpoint, exported with scripts/export.py --averaged",
+    )
+    p.add_argument(
+        "--centred",
+        action="store_true",
+        help="g_s learns from y_hat = mu_q + round(y_q - mu_q), what coder id 2 decodes, "
+        "instead of round(y_q)",
     )
     p.add_argument("--device", default="auto")
     p.add_argument(
@@ -321,6 +329,7 @@ def run(args: argparse.Namespace, group: Group | None = None) -> dict:
         "compile": args.compile,
         "lambda_weighting": args.lambda_weighting,
         "average": args.average,
+        "centred": args.centred,
         "start_step": meta["step"],
         "history": [],
     }
@@ -346,6 +355,14 @@ def lambda_weights(args: argparse.Namespace, meta: dict, k: int) -> LambdaWeight
     weights = LambdaWeights(list(saved) if saved and len(saved) == k else [None] * k)
     meta["lambda_ema"] = weights.ema  # the same list: every checkpoint saves the current means
     return weights
+
+
+def training_forward(model: GMModel, args: argparse.Namespace) -> Forward | None:
+    """The forward ``rd_loss`` calls: compiled (``--compile``), centred (``--centred``)."""
+    forward = torch.compile(model) if args.compile else None
+    if args.centred:
+        return functools.partial(forward or model, centred=True)
+    return forward
 
 
 def weight_average(args: argparse.Namespace, model: GMModel) -> WeightAverage | None:
@@ -378,7 +395,7 @@ def loop(
     budget, start, last_ckpt = args.minutes * 60, time.time(), time.time()
     step0, acc, n = meta["step"], {}, 0
     model.train()
-    forward = torch.compile(model) if args.compile else None
+    forward = training_forward(model, args)
     while True:
         elapsed = time.time() - start
         lr, go, due = group.leader_values(

@@ -12,6 +12,8 @@
 # as NEW_NAME (Kodak stays a test set), then measured:
 # scripts/ae_ceiling.py, the Kodak bench against the anchors, the full quality range and
 # scripts/rate_gap.py. Every log goes to runs/ (git-ignored), named after the arm or NEW_NAME.
+# SHIP_FLAGS is passed to every ship check (e.g. SHIP_FLAGS=--centred for runs trained with
+# --centred).
 # Exits 1 when no arm passes (nothing is exported).
 set -uo pipefail
 BASE=${1:?usage: post_round.sh BASE_WEIGHTS NEW_NAME CKPT [CKPT ...]}
@@ -20,6 +22,7 @@ shift 2
 [ $# -ge 1 ] || { echo "post_round.sh: give at least one checkpoint folder" >&2; exit 2; }
 KODAK=${KODAK:-../shared/data/kodak}
 ANCHORS=${ANCHORS:-../shared/anchors/kodak}
+SHIP=${SHIP_FLAGS:-}
 mkdir -p runs
 tag=${NAME##*-}  # gm-small-v15 -> v15
 
@@ -31,7 +34,7 @@ has_average() {
 
 best="" best_flags="" best_val=""
 judge() {  # judge LABEL MODEL CKPT FLAGS: ship-check MODEL, keep it if it is the best so far
-  python scripts/ship_check.py "$BASE" "$2" > "runs/ship-$1.log" 2>&1
+  python scripts/ship_check.py "$BASE" "$2" $SHIP > "runs/ship-$1.log" 2>&1
   tail -4 "runs/ship-$1.log"
   grep -q "ship rule: PASS" "runs/ship-$1.log" || return 0
   local v
@@ -49,7 +52,7 @@ for ck in "$@"; do
   fi
 done
 if [ $# -ge 2 ]; then
-  python scripts/ship_check.py "$1" "$2" > "runs/ship-$(basename "$2")-vs-$(basename "$1").log" 2>&1
+  python scripts/ship_check.py "$1" "$2" $SHIP > "runs/ship-$(basename "$2")-vs-$(basename "$1").log" 2>&1
   tail -4 "runs/ship-$(basename "$2")-vs-$(basename "$1").log"
 fi
 [ -n "$best" ] || { echo "post_round.sh: no arm passes the ship rule; nothing exported" >&2; exit 1; }

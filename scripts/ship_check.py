@@ -1,14 +1,16 @@
 """Ship rule for a training run: estimated BD-rate of NEW vs BASE on Kodak and on validation.
 
 Usage: python scripts/ship_check.py BASE NEW [--kodak DIR] [--val DIR] [--q 0,2,4,6,7]
-                                    [--cache DIR] [--json OUT]
+                                    [--cache DIR] [--json OUT] [--centred]
 
 BASE and NEW are exported weights (.pt) or checkpoint folders. Each model's mean bpp/PSNR-RGB
 per quality q comes from ``gmcodec.evaluate.evaluate_rd`` (the model's likelihoods of the
 rounded latents, not real files) on every image of each folder; a model's curves are cached
 under --cache by the sha256 of its files, so BASE is evaluated once across runs. NEW passes
 when it needs fewer bits than BASE on Kodak *and* no more on the validation slice (images the
-training never saw), the rule ``docs/TRAINING.md`` states.
+training never saw), the rule ``docs/TRAINING.md`` states. ``--centred`` scores both models with
+y_hat rounded around the predicted mean, as the coder does since format 1.2, instead of to
+integers (closer to real files; needed to judge a run trained with ``--centred``).
 """
 
 from __future__ import annotations
@@ -36,13 +38,17 @@ def fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def curves(path: Path, sets: dict[str, str], qs: list[float], cache: Path) -> dict:
+def curves(
+    path: Path, sets: dict[str, str], qs: list[float], cache: Path, centred: bool = False
+) -> dict:
     """{set name: [{q, bpp, psnr}, ...]} for one model, from the cache when present."""
-    entry = cache / f"{fingerprint(path)}-{'_'.join(f'{q:g}' for q in qs)}.json"
+    mode = "-centred" if centred else ""
+    entry = cache / f"{fingerprint(path)}-{'_'.join(f'{q:g}' for q in qs)}{mode}.json"
     if entry.exists():
         return json.loads(entry.read_text())
     model = load_any(path)
-    result = {name: evaluate_rd(model, d, torch.device("cpu"), qs) for name, d in sets.items()}
+    cpu = torch.device("cpu")
+    result = {name: evaluate_rd(model, d, cpu, qs, centred) for name, d in sets.items()}
     cache.mkdir(parents=True, exist_ok=True)
     entry.write_text(json.dumps(result, indent=1))
     return result
@@ -62,10 +68,11 @@ def main() -> None:
     p.add_argument("--q", default="0,2,4,6,7")
     p.add_argument("--cache", type=Path, default=Path("runs/ship-cache"))
     p.add_argument("--json", type=Path, help="also write the curves and BD-rates here")
+    p.add_argument("--centred", action="store_true", help="round y around mu (coder id 2)")
     a = p.parse_args()
     qs = [float(v) for v in a.q.split(",")]
     sets = {"kodak": a.kodak, "val": a.val}
-    base, new = (curves(m, sets, qs, a.cache) for m in (a.base, a.new))
+    base, new = (curves(m, sets, qs, a.cache, a.centred) for m in (a.base, a.new))
     result = {name: bd(base[name], new[name]) for name in sets}
     print("| set | q | base bpp / PSNR | new bpp / PSNR |\n| --- | --- | --- | --- |")
     for name in sets:

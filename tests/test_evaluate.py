@@ -30,3 +30,13 @@ def test_load_any_reads_weights_and_rejects_a_folder_without_checkpoint(tmp_path
     assert not model.training and model.num_qualities == 8
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_any(tmp_path)
+
+
+def test_centred_estimate_spends_fewer_bits_than_integer_bins(codec, tiny_data):
+    """Bins centred on mu (coder id 2) hold more of the Gaussian's mass than integer bins."""
+    qs = [0.0, 4.0, 7.0]
+    integer = evaluate_rd(codec.model, tiny_data, CPU, qs)
+    centred = evaluate_rd(codec.model, tiny_data, CPU, qs, centred=True)
+    for i, c in zip(integer, centred, strict=True):
+        assert c["bpp"] < i["bpp"]
+        assert c["psnr"] == pytest.approx(i["psnr"], abs=0.5)  # g_s sees y_hat a fraction off

@@ -319,3 +319,35 @@ def _export_averaged_matches(ckpt, averaged, out):
     exported = dict(model_from_file(out / "avg.pt")[0].named_parameters())
     for k, v in averaged.items():
         assert torch.allclose(exported[k].float(), v, atol=2e-3, rtol=2e-3)
+
+
+def test_centre_rounds_around_the_mean_grid_with_a_straight_through_gradient():
+    from gmcodec.coder import CoderSettings
+    from gmcodec.model import MEAN_GRID, centre
+
+    assert MEAN_GRID == CoderSettings().mean_steps
+    y = torch.tensor([0.30, 1.70, -2.45], requires_grad=True)
+    mu = torch.tensor([0.40, 0.0, -0.20], requires_grad=True)
+    y_hat = centre(y, mu)
+    mu_q = torch.round(mu.detach() * 64) / 64
+    assert torch.allclose(y_hat, mu_q + torch.round(y.detach() - mu_q))
+    assert y_hat.tolist() == pytest.approx([0.40625, 2.0, -2.203125])  # mu on the 1/64 grid
+    y_hat.sum().backward()
+    assert y.grad.tolist() == [1.0, 1.0, 1.0] and mu.grad is None
+
+
+def test_centred_training_decodes_the_centred_latent(tiny_data, tmp_path):
+    from gmcodec.model import GMModel
+    from gmcodec.train import training_forward
+
+    args = _args(tiny_data, tmp_path / "ckpt", 0.03, "--centred")
+    torch.manual_seed(0)
+    model, x, q = GMModel(TINY).eval(), torch.rand(1, 3, 64, 64), torch.tensor([3.0])
+    with torch.no_grad():
+        centred = training_forward(model, args)(x, q, noise=False)["x_hat"]
+        plain = model(x, q, noise=False)["x_hat"]
+        assert torch.equal(centred, model(x, q, noise=False, centred=True)["x_hat"])
+    assert not torch.equal(centred, plain)
+    assert training_forward(model, _args(tiny_data, tmp_path / "ckpt")) is None
+    record = run(args)
+    assert record["centred"] is True and record["steps"] >= 1
