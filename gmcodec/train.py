@@ -361,7 +361,7 @@ def training_forward(model: GMModel, args: argparse.Namespace) -> Forward | None
     """The forward ``rd_loss`` calls: compiled (``--compile``), centred (``--centred``)."""
     forward = torch.compile(model) if args.compile else None
     if args.centred:
-        return functools.partial(forward or model, centred=True)
+        return functools.partial(model if forward is None else forward, centred=True)
     return forward
 
 

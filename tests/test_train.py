@@ -336,9 +336,12 @@ def test_centre_rounds_around_the_mean_grid_with_a_straight_through_gradient():
     assert y.grad.tolist() == [1.0, 1.0, 1.0] and mu.grad is None
 
 
-def test_centred_training_decodes_the_centred_latent(tiny_data, tmp_path):
+def test_centred_training_decodes_the_centred_latent(tiny_data, tmp_path, monkeypatch):
     from gmcodec.model import GMModel
     from gmcodec.train import training_forward
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m: real_compile(m, backend="eager"))
 
     args = _args(tiny_data, tmp_path / "ckpt", 0.03, "--centred")
     torch.manual_seed(0)
@@ -348,6 +351,9 @@ def test_centred_training_decodes_the_centred_latent(tiny_data, tmp_path):
         plain = model(x, q, noise=False)["x_hat"]
         assert torch.equal(centred, model(x, q, noise=False, centred=True)["x_hat"])
     assert not torch.equal(centred, plain)
+    compiled = training_forward(model, _args(tiny_data, tmp_path, 0.03, "--centred", "--compile"))
+    with torch.no_grad():
+        assert torch.allclose(compiled(x, q, noise=False)["x_hat"], centred, atol=1e-6)
     assert training_forward(model, _args(tiny_data, tmp_path / "ckpt")) is None
     record = run(args)
     assert record["centred"] is True and record["steps"] >= 1
