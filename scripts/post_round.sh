@@ -5,16 +5,19 @@
 #
 # e.g. bash scripts/post_round.sh weights/gm-small-v14.pt gm-small-v15 checkpoints/cpu18
 #
-# Runs scripts/ship_check.py of each checkpoint against BASE_WEIGHTS (and, with two arms, the
-# second against the first). A checkpoint trained with --average is judged twice: its last
-# weights (ARM) and its weight average (ARM-avg, exported to runs/avg-ARM/ for the check). Of the
-# candidates that pass the ship rule, the one with the lowest *validation* BD-rate is exported
-# as NEW_NAME (Kodak stays a test set), then measured:
-# scripts/ae_ceiling.py, the Kodak bench against the anchors, the full quality range and
-# scripts/rate_gap.py. Every log goes to runs/ (git-ignored), named after the arm or NEW_NAME.
-# SHIP_FLAGS is passed to every ship check (e.g. SHIP_FLAGS=--centred for runs trained with
-# --centred).
-# Exits 1 when no arm passes (nothing is exported).
+# Every candidate is exported (fp16, as it would ship) to runs/cand-LABEL/: each checkpoint's
+# last weights (LABEL = its folder name) and, for a run trained with --average, its weight
+# average (LABEL-avg). scripts/ship_check.py judges each against BASE_WEIGHTS (and, with two
+# checkpoints, the second's last weights against the first's). Of the candidates that pass
+# the ship rule, the one with the lowest *validation* BD-rate is exported as NEW_NAME (Kodak
+# stays a test set), then measured: scripts/ae_ceiling.py, the Kodak bench against the
+# anchors, the full quality range and scripts/rate_gap.py.
+#
+# SHIP_FLAGS is passed to every ship check (e.g. SHIP_FLAGS=--centred: y rounded around its
+# mean, as the coder does). VAL_FILES=DIR (PNG images the training never saw) judges validation
+# on real files instead: `gmx bench DIR --codecs gmx` of BASE and of each passing candidate,
+# BD-rate of the file sizes. Logs go to runs/ (git-ignored). Exits 1 when no candidate passes
+# (nothing is exported to weights/).
 set -uo pipefail
 BASE=${1:?usage: post_round.sh BASE_WEIGHTS NEW_NAME CKPT [CKPT ...]}
 NAME=${2:?usage: post_round.sh BASE_WEIGHTS NEW_NAME CKPT [CKPT ...]}
@@ -23,8 +26,9 @@ shift 2
 KODAK=${KODAK:-../shared/data/kodak}
 ANCHORS=${ANCHORS:-../shared/anchors/kodak}
 SHIP=${SHIP_FLAGS:-}
+VAL_FILES=${VAL_FILES:-}
 mkdir -p runs
-tag=${NAME##*-}  # gm-small-v15 -> v15
+tag=${NAME##*-} # gm-small-v15 -> v15
 
 val_bd() { grep "on val" "$1" | sed 's/.*: //; s/%.*//'; }
 
@@ -32,28 +36,56 @@ has_average() {
   python -c "import sys; from gmcodec import checkpoint; sys.exit(not checkpoint.load_averaged(sys.argv[1]))" "$1"
 }
 
+file_bd() { # file_bd WEIGHTS_DIR LABEL: real-file BD-rate (%) on VAL_FILES against BASE
+  GMX_WEIGHTS=$1 gmx bench "$VAL_FILES" --codecs gmx -o "runs/valfiles-$2" --quiet \
+    > "runs/valfiles-$2.log" 2>&1 || return 1
+  python - "runs/valfiles-base/results.json" "runs/valfiles-$2/results.json" <<'EOF'
+import json, sys
+from gmcodec.metrics import bd_rate, rd_points
+base, new = (rd_points(json.load(open(p))["codecs"]["gmx"]) for p in sys.argv[1:])
+print(f"{bd_rate(*base, *new):.2f}")
+EOF
+}
+
 best="" best_flags="" best_val=""
-judge() {  # judge LABEL MODEL CKPT FLAGS: ship-check MODEL, keep it if it is the best so far
-  python scripts/ship_check.py "$BASE" "$2" $SHIP > "runs/ship-$1.log" 2>&1
-  tail -4 "runs/ship-$1.log"
+judge() { # judge LABEL CKPT FLAGS: export, ship-check, keep it if it is the best so far
+  local dir="runs/cand-$1" v
+  python scripts/export.py "$2" cand --weights "$dir" --q-low -2.7 $3 > /dev/null ||
+    { echo "post_round.sh: export of $1 failed; skipped" >&2; return 0; }
+  python scripts/ship_check.py "$BASE" "$dir/cand.pt" $SHIP > "runs/ship-$1.log" 2>&1
+  tail -3 "runs/ship-$1.log"
   grep -q "ship rule: PASS" "runs/ship-$1.log" || return 0
-  local v
   v=$(val_bd "runs/ship-$1.log")
+  if [ -n "$VAL_FILES" ]; then
+    v=$(file_bd "$dir" "$1") || return 0
+    echo "$1: BD-rate of real files on $VAL_FILES: $v%" | tee -a "runs/ship-$1.log"
+  fi
   if [ -z "$best" ] || python3 -c "import sys; sys.exit(0 if $v < $best_val else 1)"; then
-    best=$3 best_flags=$4 best_val=$v
+    best=$2 best_flags=$3 best_val=$v
   fi
 }
+
+if [ -n "$VAL_FILES" ]; then
+  python - "$BASE" <<'EOF'
+import sys
+from pathlib import Path
+from gmcodec import zoo
+from gmcodec.train import load_any
+zoo.export(load_any(sys.argv[1]), "base", Path("runs/valfiles-base-w"))
+EOF
+  GMX_WEIGHTS=runs/valfiles-base-w gmx bench "$VAL_FILES" --codecs gmx -o runs/valfiles-base \
+    --quiet > runs/valfiles-base.log 2>&1 || { echo "post_round.sh: base bench failed" >&2; exit 1; }
+fi
 for ck in "$@"; do
   arm=$(basename "$ck")
-  judge "$arm" "$ck" "$ck" ""
-  if has_average "$ck"; then
-    python scripts/export.py "$ck" avg --weights "runs/avg-$arm" --no-default --q-low -2.7 >/dev/null
-    judge "$arm-avg" "runs/avg-$arm/avg.pt" "$ck" "--averaged"
-  fi
+  judge "$arm" "$ck" ""
+  if has_average "$ck"; then judge "$arm-avg" "$ck" "--averaged"; fi
 done
 if [ $# -ge 2 ]; then
-  python scripts/ship_check.py "$1" "$2" $SHIP > "runs/ship-$(basename "$2")-vs-$(basename "$1").log" 2>&1
-  tail -4 "runs/ship-$(basename "$2")-vs-$(basename "$1").log"
+  h2h="runs/ship-$(basename "$2")-vs-$(basename "$1").log"
+  python scripts/ship_check.py "runs/cand-$(basename "$1")/cand.pt" \
+    "runs/cand-$(basename "$2")/cand.pt" $SHIP > "$h2h" 2>&1
+  tail -3 "$h2h"
 fi
 [ -n "$best" ] || { echo "post_round.sh: no arm passes the ship rule; nothing exported" >&2; exit 1; }
 echo "best: $best $best_flags (validation BD $best_val%)"
@@ -67,4 +99,4 @@ gmx bench "$KODAK" --codecs gmx --qualities "gmx=0,100" --profile-images 1 \
   -o "runs/bench-range-$tag" --quiet > "runs/bench-range-$tag.log" 2>&1
 python scripts/rate_gap.py "runs/bench-kodak-$tag/results.json" --ref avif \
   --ref compressai-bmshj2018-hyperprior_mse_cuda > "runs/rate-gap-$tag.txt" 2>&1
-echo "post_round.sh: $NAME exported from $best; logs in runs/*-$tag*"
+echo "post_round.sh: $NAME exported from $best $best_flags; logs in runs/*-$tag*"

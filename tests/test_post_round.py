@@ -1,7 +1,8 @@
-"""scripts/post_round.sh: which candidate it exports, judged by validation BD-rate.
+"""scripts/post_round.sh: which candidate it exports, judged on validation.
 
-The measuring scripts are replaced by stubs that print canned ship-check results, so these
-tests check the script's own logic: candidates, the ship rule, the choice, the export call.
+The measuring scripts and gmx are replaced by stubs that print canned ship-check results and
+write canned bench curves, so these tests check the script's own logic: the candidates, the
+ship rule, the choice by validation (estimated or from real files), the export call.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from gmcodec import checkpoint
+from gmcodec import checkpoint, zoo
+from gmcodec.config import ModelConfig
+from gmcodec.model import GMModel
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "post_round.sh"
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 SHIP_STUB = """import json, sys
-new = sys.argv[2]
-kodak, val = json.load(open("verdicts.json"))[new]
+kodak, val = json.load(open("verdicts.json"))[sys.argv[2]]
 print(f"BD-rate new vs base on kodak: {kodak}%")
 print(f"BD-rate new vs base on val: {val}%")
 print("ship rule:", "PASS" if kodak < 0 and val <= 0 else "FAIL")
@@ -35,9 +38,18 @@ if "--weights" in sys.argv:
     out.mkdir(parents=True, exist_ok=True)
     (out / (sys.argv[2] + ".pt")).write_text("stub")
 """
+GMX_STUB = """#!{python}
+import json, os, sys
+from pathlib import Path
+out = Path(sys.argv[sys.argv.index("-o") + 1])
+scale = json.load(open("file_scales.json")).get(os.environ.get("GMX_WEIGHTS", ""), 1.0)
+points = [{{"bpp": scale * b, "psnr": p}} for b, p in ((0.2, 28), (0.5, 31), (1.0, 34), (2, 37))]
+out.mkdir(parents=True, exist_ok=True)
+(out / "results.json").write_text(json.dumps({{"codecs": {{"gmx": points}}}}))
+"""
 
 
-def _tree(tmp_path: Path, verdicts: dict[str, tuple[float, float]]) -> dict[str, str]:
+def _tree(tmp_path: Path, verdicts: dict, scales: dict | None = None) -> dict[str, str]:
     """A fake repo: stub scripts, a stub gmx on PATH; returns the environment to run in."""
     scripts, bin_dir = tmp_path / "scripts", tmp_path / "bin"
     scripts.mkdir()
@@ -46,10 +58,11 @@ def _tree(tmp_path: Path, verdicts: dict[str, tuple[float, float]]) -> dict[str,
     (scripts / "export.py").write_text(EXPORT_STUB)
     for name in ("ae_ceiling.py", "rate_gap.py"):
         (scripts / name).write_text("")
-    (bin_dir / "gmx").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "gmx").write_text(GMX_STUB.format(python=sys.executable))
     (bin_dir / "gmx").chmod(0o755)
     (bin_dir / "python").symlink_to(sys.executable)
     (tmp_path / "verdicts.json").write_text(json.dumps(verdicts))
+    (tmp_path / "file_scales.json").write_text(json.dumps(scales or {}))
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
 
 
@@ -59,17 +72,16 @@ def _ckpt(path: Path, averaged: bool) -> None:
     checkpoint.save(path, model, None, {"step": 1}, averaged=avg)
 
 
-def _post_round(tmp_path: Path, env: dict[str, str], *ckpts: str):
-    cmd = ["bash", str(SCRIPT), "weights/base.pt", "gm-test-v2", *ckpts]
+def _post_round(tmp_path: Path, env: dict[str, str], *ckpts: str, base: str = "weights/base.pt"):
+    cmd = ["bash", str(SCRIPT), base, "gm-test-v2", *ckpts]
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_exports_the_passing_candidate_best_on_validation(tmp_path):
     verdicts = {
-        "ck/a": (-1.8, -1.0),  # best on Kodak, which must not decide
-        "ck/b": (-1.0, -1.2),
-        "runs/avg-b/avg.pt": (-1.6, -1.4),  # b's average: best on validation
+        "runs/cand-a/cand.pt": (-1.8, -1.0),  # best on Kodak, which must not decide
+        "runs/cand-b/cand.pt": (-1.0, -1.2),
+        "runs/cand-b-avg/cand.pt": (-1.6, -1.4),  # b's average: best on validation
     }
     env = _tree(tmp_path, verdicts)
     _ckpt(tmp_path / "ck" / "a", averaged=False)
@@ -77,16 +89,32 @@ def test_exports_the_passing_candidate_best_on_validation(tmp_path):
     done = _post_round(tmp_path, env, "ck/a", "ck/b")
     assert done.returncode == 0, done.stderr
     exports = (tmp_path / "exports.txt").read_text().splitlines()
+    assert "ck/b cand --weights runs/cand-b-avg --q-low -2.7 --averaged" in exports
+    assert not any("cand-a-avg" in line for line in exports)  # a kept no average
     assert exports[-1] == "ck/b gm-test-v2 --q-low -2.7 --averaged"
-    assert not any(line.startswith("ck/a avg") for line in exports)  # a kept no average
     for log in ("ship-a.log", "ship-b.log", "ship-b-avg.log", "ship-b-vs-a.log"):
         assert (tmp_path / "runs" / log).exists()
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_real_files_on_validation_decide_when_given(tmp_path):
+    verdicts = {"runs/cand-a/cand.pt": (-1.0, -1.5), "runs/cand-b/cand.pt": (-1.0, -0.5)}
+    scales = {"runs/valfiles-base-w": 1.0, "runs/cand-a": 0.99, "runs/cand-b": 0.97}
+    env = {**_tree(tmp_path, verdicts, scales), "VAL_FILES": str(tmp_path)}
+    base = tmp_path / "base.pt"
+    zoo.export(GMModel(ModelConfig(N=8, M=16, Nz=8, C=16, slices=(8, 8))), "base", tmp_path)
+    _ckpt(tmp_path / "ck" / "a", averaged=False)
+    _ckpt(tmp_path / "ck" / "b", averaged=False)
+    done = _post_round(tmp_path, env, "ck/a", "ck/b", base=str(base))
+    assert done.returncode == 0, done.stderr
+    assert "b: BD-rate of real files" in (tmp_path / "runs" / "ship-b.log").read_text()
+    exports = (tmp_path / "exports.txt").read_text().splitlines()
+    assert exports[-1] == "ck/b gm-test-v2 --q-low -2.7"  # 3% fewer bits in files beats 1%
+
+
 def test_exports_nothing_when_no_candidate_passes(tmp_path):
-    env = _tree(tmp_path, {"ck/a": (0.4, -0.2)})
+    env = _tree(tmp_path, {"runs/cand-a/cand.pt": (0.4, -0.2)})
     _ckpt(tmp_path / "ck" / "a", averaged=False)
     done = _post_round(tmp_path, env, "ck/a")
     assert done.returncode == 1 and "no arm passes" in done.stderr
-    assert not (tmp_path / "exports.txt").exists()
+    exports = (tmp_path / "exports.txt").read_text().splitlines()
+    assert exports == ["ck/a cand --weights runs/cand-a --q-low -2.7"]  # the candidate only
