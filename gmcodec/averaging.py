@@ -27,15 +27,14 @@ class WeightAverage:
         self.params = [p for _, p in named]
         state = state or {}
         self.avg = [
-            state[n].to(p.device, p.dtype).clone() if n in state else p.detach().clone()
+            state[n].to(p.device, p.dtype, copy=True) if n in state else p.detach().clone()
             for n, p in named
         ]
 
     @torch.no_grad()
     def update(self) -> None:
-        """One step: move every average by ``1 - d`` towards its parameter."""
-        for a, p in zip(self.avg, self.params, strict=True):
-            a.lerp_(p.detach(), 1.0 - self.decay)
+        """One step: move every average by ``1 - d`` towards its parameter (one fused call)."""
+        torch._foreach_lerp_(self.avg, self.params, 1.0 - self.decay)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """{parameter name: averaged tensor}, what a checkpoint stores."""

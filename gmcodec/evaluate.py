@@ -33,8 +33,8 @@ def evaluate_rd(
     points = []
     for q in qs:
         bpp = dist = 0.0
+        q_t = torch.tensor([float(q)], device=device)
         for x in images:
-            q_t = torch.tensor([float(q)], device=device)
             out = model(pad(x.to(device)), q_t, noise=False, centred=centred)
             h, w = x.shape[-2:]
             bpp += float(out["bits_y"] + out["bits_z"]) / (h * w)
