@@ -54,8 +54,21 @@ def quality_to_q(quality: float, num_qualities: int, q_low: float = ModelConfig.
     return q_low + quality / QUALITY_MAX * (num_qualities - q_low)
 
 
-def _crc(values: np.ndarray) -> int:
-    return zlib.crc32(values.astype("<i4").tobytes())
+WRITE_VERSION = (ct.FORMAT_MAJOR, ct.FORMAT_MINOR)
+"""The container version new files are written in."""
+
+
+def _crc(values: np.ndarray, start: int = 0) -> int:
+    """CRC-32 of symbols as little-endian int32, continuing from the CRC ``start``."""
+    return zlib.crc32(values.astype("<i4").tobytes(), start)
+
+
+def _tile_crc(z: np.ndarray, groups: list[np.ndarray]) -> int:
+    """The tile checksum: CRC-32 of the z symbols, then of each group's, in decoding order."""
+    crc = _crc(z)
+    for values in groups:
+        crc = _crc(values, crc)
+    return crc
 
 
 def group_loop(
@@ -164,10 +177,17 @@ class Codec:
 
     # ----------------------------------------------------------------- encode
     def encode(
-        self, img: Image.Image, quality: float = DEFAULT_QUALITY, effort: int = DEFAULT_EFFORT
+        self,
+        img: Image.Image,
+        quality: float = DEFAULT_QUALITY,
+        effort: int = DEFAULT_EFFORT,
+        version: tuple[int, int] = WRITE_VERSION,
     ) -> bytes:
-        """Encode a PIL image; quality 0..100 (higher is better), effort 1..5 (see refine)."""
-        return self.encode_timed(img, quality, timing=False, effort=effort)[0]
+        """Encode a PIL image; quality 0..100 (higher is better), effort 1..5 (see refine).
+
+        ``version``: the container format, 2.0 or ``ct.LEGACY_VERSION`` (1.2, for 1.x readers).
+        """
+        return self.encode_timed(img, quality, timing=False, effort=effort, version=version)[0]
 
     def model_q(self, quality: float) -> float:
         """This model's q for a user quality 0..100 (its config's q_low at quality 0)."""
@@ -180,6 +200,7 @@ class Codec:
         quality: float = DEFAULT_QUALITY,
         timing: bool = True,
         effort: int = DEFAULT_EFFORT,
+        version: tuple[int, int] = WRITE_VERSION,
     ) -> tuple[bytes, dict[str, float]]:
         """Encode and return (bytes, seconds per stage)."""
         steps = steps_for(effort)
@@ -201,7 +222,7 @@ class Codec:
             exif=_exif_bytes(prep.exif),
             alpha=ct.deflate_alpha(alpha, info) if alpha is not None else None,
         )
-        data = ct.serialize(f)
+        data = ct.serialize(f, version)
         st.lap("container")
         return data, st.seconds
 
@@ -251,7 +272,8 @@ class Codec:
         words = writer.finish()
         st.lap("coder")
         h, w = x.shape[-2:]
-        tile = ct.Tile(0, 0, w, h, _crc(z_np), tuple(_crc(d) for d in decoded), words)
+        sums = tuple(_crc(d) for d in decoded)
+        tile = ct.Tile(0, 0, w, h, _crc(z_np), sums, words, _tile_crc(z_np, decoded))
         return tile, decoded
 
     def latent(
@@ -316,7 +338,7 @@ class Codec:
         Older files keep decoding after the default model changes, as long as the weights
         they name (id and sha256) still ship in ``weights/``.
         """
-        if info.model_id == self.model_id and info.weights_sha256 == self.sha256:
+        if info.model_id == self.model_id and info.matches(self.sha256):
             return self
         if info.model_id not in self._others:
             from .zoo import WeightsError
@@ -327,7 +349,7 @@ class Codec:
                 raise DecodeError(f"file was made with model '{info.model_id}': {e}") from None
             self._others[info.model_id] = other
         other = self._others[info.model_id]
-        if other.sha256 != info.weights_sha256:
+        if not info.matches(other.sha256):
             raise DecodeError(
                 f"file was made with model '{info.model_id}' weights {info.weights_sha256[:12]}, "
                 f"this gmx ships {other.sha256[:12]} under that name"
@@ -337,7 +359,7 @@ class Codec:
     def _decode_z(self, reader: StreamReader, tile: ct.Tile, hz: int, wz: int) -> np.ndarray:
         """z values [Nz, hz * wz], checksum verified."""
         z_np = np.stack([reader.categorical(hz * wz, pmf) - self.z_range for pmf in self.pmf])
-        if _crc(z_np) != tile.z_checksum:
+        if not tile.z_matches(_crc(z_np)):
             raise MismatchError("hyper-latent checksum mismatch: the file is damaged")
         return z_np
 
@@ -369,14 +391,17 @@ class Codec:
 
         def decode_group(g: int, p: GroupParams) -> np.ndarray:
             y_g = reader.residuals(p)
-            if _crc(y_g) != tile.group_checksums[g]:
-                raise MismatchError(_MISMATCH.format(g=g, n=layout.num_groups))
+            if not tile.group_matches(g, _crc(y_g)):
+                what = f"decoded symbols of group {g}/{layout.num_groups}"
+                raise MismatchError(_MISMATCH.format(what=what))
             if observe is not None:
                 observe(g, p, y_g)
             return y_g
 
         groups = group_loop(entropy, psi, s, decode_group)
         reader.finish()
+        if not tile.tile_matches(_tile_crc(z_np, groups)):
+            raise MismatchError(_MISMATCH.format(what="the tile's decoded symbols"))
         st.lap("mixer")
         return z_np, groups
 
@@ -444,7 +469,7 @@ class Codec:
 
 
 _MISMATCH = (
-    "decoded symbols of group {g}/{n} do not match the encoder's checksum: the file was "
+    "{what} do not match the encoder's checksum: the file was "
     "encoded with different numerics (another device type or library version) or is damaged; "
     "decode it on the same kind of device it was encoded on (--device cpu or --device cuda)"
 )

@@ -1,9 +1,15 @@
-"""The ``.gmx`` container, format 1.2: bytes in, bytes out.
+"""The ``.gmx`` container, format 2.0 (and 1.x, read and on request written): bytes in, bytes out.
 
 A ``.gmx`` file is an 8-byte signature, a two-byte version, then chunks, each framed as
 ``length | type | data | CRC-32`` (``docs/FORMAT.md`` gives the layout byte by byte)::
 
-    SIGNATURE  major minor  HEAD  MODL  CODR  [iCCP] [eXIf] [ALPH]  DATA ... DATA  IEND
+    2.0:  SIGNATURE  2 0  HEAD  [iCCP] [eXIf] [ALPH]  DATA ... DATA  IEND
+    1.x:  SIGNATURE  1 m  HEAD  MODL  CODR  [iCCP] [eXIf] [ALPH]  DATA ... DATA  IEND
+
+Format 2.0 carries what 1.x does in ~110 fewer bytes per file: one HEAD holds the image, model
+and coder fields, the weights hash is the first 8 bytes of their SHA-256, and each tile keeps
+one CRC-32 over all its decoded symbols plus one byte per group (the low byte of that group's
+CRC-32), which still names the first group a mismatched decoder gets wrong.
 
 This module knows nothing of models or tensors. It imports only the standard library, so that
 ``gmx info`` works without torch or numpy. Every reader check runs before anything large is
@@ -13,10 +19,11 @@ Example, a full round trip:
 
 >>> f = GmxFile(
 ...     ImageInfo(width=4, height=2, channels=3),
-...     ModelInfo("gm-small-v1", "ab" * 32),
+...     ModelInfo("gm-small-v1", "ab" * 8),
 ...     CoderInfo(quality_centi=7500, num_scales=64, scale_min=0.11, scale_max=256.0,
 ...               mean_steps=8, symbol_range=255),
-...     tiles=(Tile(0, 0, 4, 2, z_checksum=7, group_checksums=(1, 2), words=b"\\1\\0\\0\\0"),),
+...     tiles=(Tile(0, 0, 4, 2, z_checksum=7, group_checksums=(1, 2), words=b"\\1\\0\\0\\0",
+...                 tile_checksum=0xDEADBEEF),),
 ... )
 >>> data = serialize(f)
 >>> data[:10] == SIGNATURE + bytes([FORMAT_MAJOR, FORMAT_MINOR])
@@ -33,7 +40,7 @@ import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -59,8 +66,10 @@ __all__ = [
 ]
 
 SIGNATURE = b"\x89GMX\r\n\x1a\n"
-FORMAT_MAJOR = 1
-FORMAT_MINOR = 2
+FORMAT_MAJOR = 2
+FORMAT_MINOR = 0
+LEGACY_VERSION = (1, 2)
+"""The newest 1.x version, which :func:`serialize` writes on request (for 1.x readers)."""
 
 COLORSPACES = {0: "RGB", 1: "grayscale"}
 """Colorspace codes of HEAD; 0 needs 3 channels, 1 needs 1 channel."""
@@ -80,7 +89,11 @@ _HEAD = struct.Struct("<BBIIBBB")  # major, minor, width, height, channels, bit_
 _CODR = struct.Struct("<HHffBHB")  # quality_centi, num_scales, scale_min, scale_max,
 #                                    mean_steps, symbol_range, coder_id
 _TILE = struct.Struct("<IIIIIH")  # x, y, width, height, z_checksum, group count
+_HEAD2 = struct.Struct("<BBIIBBBHHffBHB8sB")  # _HEAD fields, _CODR fields, weights hash, id size
+_TILE2 = struct.Struct("<IIIIIBH")  # x, y, width, height, tile_checksum, z check, group count
 _SHA256_SIZE = 32
+_HASH2_SIZE = 8
+_CHECK2_MASK = 0xFF
 _SINGLE_CHUNKS = frozenset({"HEAD", "MODL", "CODR", "ALPH", "iCCP", "eXIf"})
 _OTHER_FORMATS = (
     (0, b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -209,7 +222,11 @@ class ImageInfo:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Chunk MODL: which model, and which exact weights, made the streams."""
+    """Chunk MODL (1.x) or HEAD (2.0): which model, and which exact weights, made the streams.
+
+    ``weights_sha256`` is the SHA-256 of the weights as 64 hex digits (1.x), or its first 16
+    (format 2.0 stores the first 8 bytes; the 2.0 writer truncates a full digest).
+    """
 
     model_id: str
     weights_sha256: str
@@ -229,10 +246,15 @@ class ModelInfo:
         _require(isinstance(sha, str), "ModelInfo.weights_sha256 must be a str")
         sha = sha.lower()
         _require(
-            len(sha) == 64 and all(c in "0123456789abcdef" for c in sha),
-            f"weights_sha256 must be 64 hex digits, got {self.weights_sha256[:80]!r}",
+            len(sha) in (2 * _HASH2_SIZE, 2 * _SHA256_SIZE)
+            and all(c in "0123456789abcdef" for c in sha),
+            f"weights_sha256 must be 64 (or 16) hex digits, got {self.weights_sha256[:80]!r}",
         )
         object.__setattr__(self, "weights_sha256", sha)
+
+    def matches(self, sha256: str) -> bool:
+        """Whether weights whose SHA-256 is ``sha256`` (64 hex digits) are the ones named."""
+        return sha256.lower().startswith(self.weights_sha256)
 
 
 @dataclass(frozen=True)
@@ -280,7 +302,15 @@ class CoderInfo:
 
 @dataclass(frozen=True)
 class Tile:
-    """Chunk DATA: one tile's rectangle, decode checksums and ANS stream."""
+    """Chunk DATA: one tile's rectangle, decode checksums and ANS stream.
+
+    The checksums are CRC-32s of decoded symbols (``docs/FORMAT.md``): ``z_checksum`` of the
+    hyper-latent, ``group_checksums`` of each latent group and ``tile_checksum`` of all of them
+    in decoding order. Format 2.0 stores only the low byte of the first two kinds and needs
+    ``tile_checksum``; 1.x stores them whole and has no ``tile_checksum`` (None). Compare
+    decoded symbols with :meth:`z_matches`, :meth:`group_matches` and :meth:`tile_matches`,
+    which know what was stored.
+    """
 
     x: int
     y: int
@@ -289,10 +319,13 @@ class Tile:
     z_checksum: int
     group_checksums: tuple[int, ...]
     words: bytes
+    tile_checksum: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("x", "y", "z_checksum"):
             _set_uint(self, name, 32)
+        if self.tile_checksum is not None:
+            _set_uint(self, "tile_checksum", 32)
         _set_uint(self, "width", 32, minimum=1)
         _set_uint(self, "height", 32, minimum=1)
         checksums = tuple(
@@ -307,10 +340,30 @@ class Tile:
         _require(size % 4 == 0, f"Tile.words has {size} bytes, not a whole number of 32-bit words")
         _require(size // 4 <= _U32_MAX, f"Tile.words has {size // 4} words, at most 2**32-1")
 
+    def _stored(self, stored: int, crc: int) -> bool:
+        mask = _U32_MAX if self.tile_checksum is None else _CHECK2_MASK
+        return (stored ^ crc) & mask == 0
+
+    def z_matches(self, crc: int) -> bool:
+        """Whether ``crc``, the CRC-32 of the decoded z symbols, agrees with the file."""
+        return self._stored(self.z_checksum, crc)
+
+    def group_matches(self, g: int, crc: int) -> bool:
+        """Whether ``crc``, the CRC-32 of group g's decoded symbols, agrees with the file."""
+        return self._stored(self.group_checksums[g], crc)
+
+    def tile_matches(self, crc: int) -> bool:
+        """Whether ``crc``, the CRC-32 of all decoded symbols (z, then each group), agrees."""
+        return self.tile_checksum is None or self.tile_checksum == crc
+
 
 @dataclass(frozen=True)
 class GmxFile:
-    """A whole ``.gmx`` file. ``skipped_chunks`` and ``version`` are filled in by :func:`parse`."""
+    """A whole ``.gmx`` file. ``skipped_chunks`` and ``version`` are filled in by :func:`parse`.
+
+    ``version`` is the version the file was read as. Equality ignores it: :func:`serialize`
+    chooses the version it writes.
+    """
 
     image: ImageInfo
     model: ModelInfo
@@ -320,7 +373,7 @@ class GmxFile:
     exif: bytes | None = None
     alpha: bytes | None = None
     skipped_chunks: tuple[tuple[str, int], ...] = ()
-    version: tuple[int, int] = (FORMAT_MAJOR, FORMAT_MINOR)
+    version: tuple[int, int] = field(default=(FORMAT_MAJOR, FORMAT_MINOR), compare=False)
 
     def __post_init__(self) -> None:
         for name, kind in (("image", ImageInfo), ("model", ModelInfo), ("coder", CoderInfo)):
@@ -339,7 +392,9 @@ class GmxFile:
         object.__setattr__(self, "skipped_chunks", skipped)
         version = tuple(_as_uint("version number", v, 8) for v in self.version)
         _require(len(version) == 2, f"version must be (major, minor), got {self.version}")
-        _require(version[0] == FORMAT_MAJOR, f"GmxFile.version major must be {FORMAT_MAJOR}")
+        _require(
+            version[0] in (1, FORMAT_MAJOR), f"GmxFile.version major must be 1 or {FORMAT_MAJOR}"
+        )
         object.__setattr__(self, "version", version)
 
 
@@ -386,9 +441,9 @@ def _chunk(kind: str, body: bytes) -> bytes:
 
 
 def _encode_head(image: ImageInfo) -> bytes:
-    """HEAD data; it repeats the version so that the version is CRC-protected."""
+    """HEAD data of 1.x; it repeats the version so that the version is CRC-protected."""
     fields = (image.width, image.height, image.channels, image.bit_depth, image.colorspace)
-    return _HEAD.pack(FORMAT_MAJOR, FORMAT_MINOR, *fields)
+    return _HEAD.pack(*LEGACY_VERSION, *fields)
 
 
 def _encode_model(model: ModelInfo) -> bytes:
@@ -423,24 +478,77 @@ def _encode_tile(t: Tile) -> bytes:
     )
 
 
-def _chunks_of(f: GmxFile) -> Iterator[tuple[str, bytes]]:
-    """Yield (type, data) of each chunk of f, in the order the writer uses."""
-    yield "HEAD", _encode_head(f.image)
-    yield "MODL", _encode_model(f.model)
-    yield "CODR", _encode_coder(f.coder)
+def _encode_head2(f: GmxFile) -> bytes:
+    """HEAD data of format 2.0: the 1.x HEAD and CODR fields, weights hash, model id."""
+    image, c = f.image, f.coder
+    model_id = f.model.model_id.encode("utf-8")
+    return (
+        _HEAD2.pack(
+            FORMAT_MAJOR,
+            FORMAT_MINOR,
+            image.width,
+            image.height,
+            image.channels,
+            image.bit_depth,
+            image.colorspace,
+            c.quality_centi,
+            c.num_scales,
+            c.scale_min,
+            c.scale_max,
+            c.mean_steps,
+            c.symbol_range,
+            c.coder_id,
+            bytes.fromhex(f.model.weights_sha256)[:_HASH2_SIZE],
+            len(model_id),
+        )
+        + model_id
+    )
+
+
+def _encode_tile2(t: Tile) -> bytes:
+    """DATA data of format 2.0: rectangle, tile CRC-32, z and group check bytes, words."""
+    _require(t.tile_checksum is not None, "format 2.0 needs Tile.tile_checksum")
+    groups = len(t.group_checksums)
+    head = _TILE2.pack(
+        t.x, t.y, t.width, t.height, t.tile_checksum, t.z_checksum & _CHECK2_MASK, groups
+    )
+    return head + bytes(c & _CHECK2_MASK for c in t.group_checksums) + t.words
+
+
+def _chunks_of(f: GmxFile, major: int) -> Iterator[tuple[str, bytes]]:
+    """Yield (type, data) of each chunk of f in format ``major``, in the order the writer uses."""
+    if major == FORMAT_MAJOR:
+        yield "HEAD", _encode_head2(f)
+    else:
+        _require(
+            len(f.model.weights_sha256) == 2 * _SHA256_SIZE,
+            "format 1.x needs the full SHA-256 of the weights",
+        )
+        yield "HEAD", _encode_head(f.image)
+        yield "MODL", _encode_model(f.model)
+        yield "CODR", _encode_coder(f.coder)
     for kind, body in (("iCCP", f.icc_profile), ("eXIf", f.exif), ("ALPH", f.alpha)):
         if body is not None:
             yield kind, body
+    encode = _encode_tile2 if major == FORMAT_MAJOR else _encode_tile
     for tile in f.tiles:
-        yield "DATA", _encode_tile(tile)
+        yield "DATA", encode(tile)
     yield "IEND", b""
 
 
-def serialize(f: GmxFile) -> bytes:
-    """Return the bytes of f as a format 1.2 file (``f.version`` and skipped chunks ignored)."""
+def serialize(f: GmxFile, version: tuple[int, int] = (FORMAT_MAJOR, FORMAT_MINOR)) -> bytes:
+    """Return the bytes of f as a file of ``version``: 2.0, or ``LEGACY_VERSION`` (1.2).
+
+    ``f.version`` and skipped chunks are ignored. 1.2 stores whole CRC-32s, so it needs the
+    tiles an encoder makes: a tile parsed from a 2.0 file keeps only their low bytes, and a
+    1.2 file written from it fails its checksums when decoded.
+    """
     _require(isinstance(f, GmxFile), f"serialize() needs a GmxFile, got {type(f).__name__}")
-    preamble = SIGNATURE + bytes([FORMAT_MAJOR, FORMAT_MINOR])
-    return preamble + b"".join(_chunk(kind, body) for kind, body in _chunks_of(f))
+    version = tuple(version)
+    writable = ((FORMAT_MAJOR, FORMAT_MINOR), LEGACY_VERSION)
+    _require(version in writable, f"serialize() writes format 2.0 or 1.2, not {version}")
+    preamble = SIGNATURE + bytes(version)
+    return preamble + b"".join(_chunk(kind, body) for kind, body in _chunks_of(f, version[0]))
 
 
 def deflate_alpha(plane: bytes, image: ImageInfo) -> bytes:
@@ -499,13 +607,13 @@ def _read_version(data: bytes) -> tuple[int, int]:
     major, minor = data[len(SIGNATURE)], data[len(SIGNATURE) + 1]
     _require(
         major <= FORMAT_MAJOR,
-        f"file is GMX format {major}.{minor} but this gmx reads format {FORMAT_MAJOR}.x "
-        f"(up to {FORMAT_MAJOR}.{FORMAT_MINOR}): file needs a newer gmx",
+        f"file is GMX format {major}.{minor} but this gmx reads formats 1.x and "
+        f"{FORMAT_MAJOR}.x (up to {FORMAT_MAJOR}.{FORMAT_MINOR}): file needs a newer gmx",
     )
     _require(
-        major == FORMAT_MAJOR,
+        major >= 1,
         f"unsupported GMX format {major}.{minor} (damaged header?): "
-        f"this gmx reads {FORMAT_MAJOR}.x",
+        f"this gmx reads 1.x and {FORMAT_MAJOR}.x",
     )
     return major, minor
 
@@ -577,16 +685,46 @@ def _expect_size(kind: str, body: bytes, size: int) -> None:
     _require(len(body) == size, f"chunk {kind} has {len(body)} bytes, expected {size}")
 
 
+def _model_info(raw_id: bytes, digest: bytes, kind: str) -> ModelInfo:
+    """ModelInfo from the raw UTF-8 id and weights digest of chunk ``kind``."""
+    try:
+        model_id = raw_id.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ContainerError(f"model id in chunk {kind} is not valid UTF-8") from None
+    return ModelInfo(model_id, digest.hex())
+
+
 def _decode_model(body: bytes) -> ModelInfo:
     """Inverse of _encode_model."""
     _require(len(body) >= 1, "chunk MODL is empty")
     size = body[0]
     _expect_size("MODL", body, 1 + size + _SHA256_SIZE)
+    return _model_info(body[1 : 1 + size], body[1 + size :], "MODL")
+
+
+def _decode_tile2(body: bytes, index: int) -> Tile:
+    """Inverse of _encode_tile2; index only names the tile in messages."""
+    _require(
+        len(body) >= _TILE2.size,
+        f"chunk DATA (tile {index}) has {len(body)} bytes, needs {_TILE2.size}+",
+    )
+    x, y, width, height, tile_checksum, z_check, groups = _TILE2.unpack_from(body)
+    words_at = _TILE2.size + groups
+    _require(
+        words_at <= len(body),
+        f"tile {index}: {groups} group checks do not fit in its {len(body)}-byte DATA chunk",
+    )
+    words = body[words_at:]
+    _require(
+        len(words) % 4 == 0,
+        f"tile {index}: {len(words)} stream bytes in chunk DATA, not whole 32-bit words",
+    )
     try:
-        model_id = body[1 : 1 + size].decode("utf-8")
-    except UnicodeDecodeError:
-        raise ContainerError("model id in chunk MODL is not valid UTF-8") from None
-    return ModelInfo(model_id, body[1 + size :].hex())
+        return Tile(
+            x, y, width, height, z_check, tuple(body[_TILE2.size : words_at]), words, tile_checksum
+        )
+    except ContainerError as e:
+        raise ContainerError(f"tile {index}: {e}") from None
 
 
 def _decode_tile(body: bytes, index: int) -> Tile:
@@ -634,41 +772,68 @@ class _Reader:
         else:
             self.skipped.append((kind, len(body)))
 
+    @property
+    def legacy(self) -> bool:
+        """Whether the file is format 1.x (HEAD, MODL and CODR chunks)."""
+        return self.version[0] == 1
+
     def _handlers(self) -> dict[str, Callable[[bytes], None]]:
-        return {
-            "HEAD": self._head,
-            "MODL": lambda body: self.fields.update(model=_decode_model(body)),
-            "CODR": self._codr,
+        common = {
             "DATA": self._data,
             "ALPH": lambda body: self.fields.update(alpha=body),
             "iCCP": lambda body: self.fields.update(icc_profile=body),
             "eXIf": lambda body: self.fields.update(exif=body),
         }
+        if not self.legacy:
+            return {"HEAD": self._head2, **common}
+        return {
+            "HEAD": self._head,
+            "MODL": lambda body: self.fields.update(model=_decode_model(body)),
+            "CODR": self._codr,
+            **common,
+        }
 
-    def _head(self, body: bytes) -> None:
-        _expect_size("HEAD", body, _HEAD.size)
-        major, minor, width, height, *rest = _HEAD.unpack(body)
+    def _check_version(self, major: int, minor: int) -> None:
         _require(
             (major, minor) == self.version,
             f"chunk HEAD says format {major}.{minor} but the file header says "
             f"{self.version[0]}.{self.version[1]}: header damaged",
         )
+
+    def _head(self, body: bytes) -> None:
+        _expect_size("HEAD", body, _HEAD.size)
+        major, minor, width, height, *rest = _HEAD.unpack(body)
+        self._check_version(major, minor)
         _check_limits(width, height, self.limits)
         self.fields["image"] = ImageInfo(width, height, *rest)
+
+    def _head2(self, body: bytes) -> None:
+        _require(
+            len(body) >= _HEAD2.size, f"chunk HEAD has {len(body)} bytes, needs {_HEAD2.size}+"
+        )
+        major, minor, width, height, *fields = _HEAD2.unpack_from(body)
+        self._check_version(major, minor)
+        _check_limits(width, height, self.limits)
+        image, coder, (digest, size) = fields[:3], fields[3:10], fields[10:]
+        _expect_size("HEAD", body, _HEAD2.size + size)
+        self.fields["image"] = ImageInfo(width, height, *image)
+        self.fields["coder"] = CoderInfo(*coder)
+        self.fields["model"] = _model_info(body[_HEAD2.size :], digest, "HEAD")
 
     def _codr(self, body: bytes) -> None:
         _expect_size("CODR", body, _CODR.size)
         self.fields["coder"] = CoderInfo(*_CODR.unpack(body))
 
     def _data(self, body: bytes) -> None:
-        for needed in ("MODL", "CODR"):
+        for needed in ("MODL", "CODR") if self.legacy else ():
             _require(needed in self.seen, f"chunk DATA comes before {needed}")
         tiles = self.fields["tiles"]
-        tiles.append(_decode_tile(body, len(tiles)))
+        decode = _decode_tile if self.legacy else _decode_tile2
+        tiles.append(decode(body, len(tiles)))
 
     def finish(self) -> GmxFile:
         """Check nothing required is missing and build the GmxFile."""
-        for needed in ("HEAD", "MODL", "CODR", "DATA"):
+        for needed in ("HEAD", "MODL", "CODR", "DATA") if self.legacy else ("HEAD", "DATA"):
             _require(needed in self.seen, f"missing chunk {needed}")
         return GmxFile(**self.fields, skipped_chunks=tuple(self.skipped), version=self.version)
 
@@ -788,6 +953,11 @@ def _describe_tile(t: Tile) -> dict[str, int]:
     }
 
 
+def _hash_text(sha: str) -> str:
+    """The weights hash as `gmx info` shows it: a 2.0 file holds only the first 8 bytes."""
+    return sha if len(sha) == 2 * _SHA256_SIZE else f"{sha}... (first {len(sha) // 2} bytes)"
+
+
 def _yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
@@ -810,7 +980,7 @@ def _basic_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("Channels", f"{d['channels']} ({d['colorspace']})"),
         ("Bit depth", str(d["bit_depth"])),
         ("Model", d["model_id"]),
-        ("Weights SHA-256", d["weights_sha256"]),
+        ("Weights SHA-256", _hash_text(d["weights_sha256"])),
         ("Quality", f"{d['quality']:g}"),
         ("File size", f"{d['bytes']} bytes"),
         ("Bits per pixel", f"{d['bpp']:.3f}"),

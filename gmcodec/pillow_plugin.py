@@ -19,7 +19,7 @@ Save options: ``quality`` (0..100, default 75), ``effort`` (1..5, default 1, as
 
 Metadata policy: the ICC profile and EXIF travel with the pixels, unchanged. Pixels are
 stored as they are, so the EXIF orientation tag keeps its meaning. Other metadata (XMP, text
-chunks, comments, DPI) has no place in format 1.2 and is dropped. :func:`save_with_metadata`
+chunks, comments, DPI) has no place in the format and is dropped. :func:`save_with_metadata`
 writes decoded images to other formats under the same policy.
 """
 

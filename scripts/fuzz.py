@@ -188,10 +188,16 @@ def _chunk_fixed(rng, seed, seeds):
     return join_chunks(seed[:PREAMBLE], chunks), f"{kind.decode()} data, CRC fixed"
 
 
+def _words_at(major: int, body: bytes) -> int:
+    """Offset of the ANS words in a DATA chunk's data (docs/FORMAT.md 3.2; 1.x: A.2)."""
+    if major == 1:
+        return 26 + 4 * struct.unpack_from("<H", body, 20)[0]
+    return 23 + struct.unpack_from("<H", body, 21)[0]
+
+
 def _words_fixed(rng, seed, seeds):
     def edit(body: bytes) -> bytes:
-        groups = struct.unpack_from("<H", body, 20)[0]
-        return _scramble(rng, body, 26 + 4 * groups)
+        return _scramble(rng, body, _words_at(seed[8], body))
 
     return _with_chunk(seed, b"DATA", edit), "DATA words, CRC fixed"
 

@@ -144,7 +144,7 @@ def test_info_prints_summary_then_aligned_keys(encoded):
     result = gmx("info", encoded[0])
     assert result.exit_code == 0
     first, *rows = result.stdout.splitlines()
-    assert first.startswith(f"{encoded[0]}: GMX 1.2, 64x48 RGB, ") and "quality 50" in first
+    assert first.startswith(f"{encoded[0]}: GMX 2.0, 64x48 RGB, ") and "quality 50" in first
     colons = {len(row) - len(row.split(": ", 1)[1].lstrip()) for row in rows}
     assert len(colons) == 1  # values start in one column
 

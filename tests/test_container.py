@@ -1,7 +1,8 @@
-"""Tests for gmcodec.container: the .gmx format 1.2 reader and writer.
+"""Tests for gmcodec.container: the .gmx format 1.x reader and the 1.2 writer.
 
-Hand-built files use the helpers below, which frame chunks independently of the module under
-test, so that the byte layout in docs/FORMAT.md is checked rather than assumed.
+The 2.0 layout and what it shares with 1.x are tested in ``test_container_v2.py``. Hand-built
+files use the helpers below, which frame chunks independently of the module under test, so that
+the byte layout in docs/FORMAT.md is checked rather than assumed.
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from __future__ import annotations
 import doctest
 import json
 import random
+import re
 import struct
 import subprocess
 import sys
 import tracemalloc
 import zlib
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from gmcodec import container
 from gmcodec.container import (
     FORMAT_MAJOR,
     FORMAT_MINOR,
+    LEGACY_VERSION,
     SIGNATURE,
     CoderInfo,
     ContainerError,
@@ -37,10 +41,16 @@ from gmcodec.container import (
     inflate_alpha,
     parse,
     read_file,
-    serialize,
 )
 
 SHA = "0123456789abcdef" * 4
+
+
+def serialize(f: GmxFile) -> bytes:
+    """The 1.2 bytes of f: this file tests the 1.x layout."""
+    return container.serialize(f, LEGACY_VERSION)
+
+
 MODEL = ModelInfo("gm-small-v1", SHA)
 CODER = CoderInfo(
     quality_centi=7500, num_scales=64, scale_min=0.11, scale_max=256.0, mean_steps=8,
@@ -87,7 +97,7 @@ def split_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     return chunks
 
 
-VERSION = bytes([FORMAT_MAJOR, FORMAT_MINOR])
+VERSION = bytes(LEGACY_VERSION)
 
 
 def join_chunks(chunks: list[tuple[bytes, bytes]], version: bytes = VERSION) -> bytes:
@@ -142,7 +152,7 @@ def test_serialize_is_deterministic_and_starts_with_signature_and_version() -> N
     data = serialize(rich_file())
     assert data == serialize(rich_file())
     assert data[:10] == b"\x89GMX\r\n\x1a\n\x01\x02"
-    assert (FORMAT_MAJOR, FORMAT_MINOR) == (1, 2)
+    assert LEGACY_VERSION == (1, 2)
 
 
 def test_byte_layout_matches_format_doc() -> None:
@@ -162,11 +172,15 @@ def test_byte_layout_matches_format_doc() -> None:
 FORMAT_DOC = Path(__file__).resolve().parents[1] / "docs" / "FORMAT.md"
 
 
-def format_doc_example() -> bytes:
-    """The bytes of the example in FORMAT.md section 7 (hex in columns 8..52 of its lines)."""
-    block = FORMAT_DOC.read_text().split("```\noffset  bytes\n")[1].split("```")[0]
+def format_doc_example(index: int = 2) -> bytes:
+    """The bytes of an example of FORMAT.md (hex in columns 8..52 of its lines).
+
+    Index 1 is section 7's (format 2.0), index 2 appendix A.4's (format 1.2).
+    """
+    block = FORMAT_DOC.read_text().split("```\noffset  bytes\n")[index].split("```")[0]
     hex_column = (line[8:53].strip() for line in block.splitlines())
-    return bytes.fromhex(" ".join(h.replace("00 x 32", "00 " * 32) for h in hex_column))
+    zeros = {"00 x 32": "00 " * 32, "00 x 8": "00 " * 8}
+    return bytes.fromhex(" ".join(zeros.get(h, h) for h in hex_column))
 
 
 def test_the_example_in_the_format_doc_is_byte_exact() -> None:
@@ -293,9 +307,9 @@ def test_unknown_optional_chunks_are_skipped_and_listed() -> None:
 
 def test_newer_major_version_is_refused_naming_both_versions() -> None:
     chunks = split_chunks(serialize(small_file()))
-    chunks[0] = (b"HEAD", head(3, 2, version=b"\x02\x03"))
-    message = error_of(join_chunks(chunks, version=b"\x02\x03"))
-    assert "2.3" in message and "1.2" in message and "newer gmx" in message
+    chunks[0] = (b"HEAD", head(3, 2, version=b"\x03\x01"))
+    message = error_of(join_chunks(chunks, version=b"\x03\x01"))
+    assert "3.1" in message and "2.0" in message and "newer gmx" in message
 
 
 def test_major_version_zero_is_refused() -> None:
@@ -525,8 +539,9 @@ def test_inflating_absent_alpha_is_an_error() -> None:
         (lambda: ModelInfo("", SHA), "model id must be 1..255 bytes"),
         (lambda: ModelInfo("x" * 256, SHA), "model id must be 1..255 bytes"),
         (lambda: ModelInfo("bad\x1b[2J", SHA), "non-printable"),
-        (lambda: ModelInfo("m", "12"), "64 hex digits"),
-        (lambda: ModelInfo("m", "g" * 64), "64 hex digits"),
+        (lambda: ModelInfo("m", "12"), "64 (or 16) hex digits"),
+        (lambda: ModelInfo("m", "g" * 64), "64 (or 16) hex digits"),
+        (lambda: ModelInfo("m", "0" * 32), "64 (or 16) hex digits"),
         (lambda: replace(CODER, quality_centi=10001), "quality_centi must be 0..10000"),
         (lambda: replace(CODER, scale_min=0.0), "0 < scale_min < scale_max"),
         (lambda: replace(CODER, scale_min=300.0), "0 < scale_min < scale_max"),
@@ -541,11 +556,11 @@ def test_inflating_absent_alpha_is_an_error() -> None:
         (lambda: Tile(0, 0, 1, 1, 0, (1 << 32,), b""), "group checksum 0 must be in"),
         (lambda: Tile(0, 0, 1, True, 0, (), b""), "must be an integer, got bool"),
         (lambda: small_file(tiles=()), "at least one tile"),
-        (lambda: small_file(version=(2, 0)), "major must be 1"),
+        (lambda: small_file(version=(3, 0)), "major must be 1 or 2"),
     ],
 )
 def test_dataclasses_refuse_invalid_values(build: object, expected: str) -> None:
-    with pytest.raises(ContainerError, match=expected.replace("(", r"\(").replace("[", r"\[")):
+    with pytest.raises(ContainerError, match=re.escape(expected)):
         build()  # type: ignore[operator]
 
 
@@ -632,7 +647,7 @@ def test_describe_without_path_has_no_file_key() -> None:
 
 
 def test_format_info_starts_with_a_summary_line_then_aligned_keys() -> None:
-    f = GmxFile(ImageInfo(768, 512, 3), MODEL, CODER, (tile(0, 0, 768, 512),))
+    f = GmxFile(ImageInfo(768, 512, 3), MODEL, CODER, (tile(0, 0, 768, 512),), version=(1, 2))
     text = format_info(describe(f, file_size=25166, path="file.gmx"))
     lines = text.splitlines()
     assert lines[0] == "file.gmx: GMX 1.2, 768x512 RGB, 0.512 bpp, model gm-small-v1, quality 75"
@@ -662,6 +677,180 @@ def test_format_info_verbose_adds_coder_tiles_and_skipped_chunks() -> None:
 def test_module_docstring_example_round_trips() -> None:
     result = doctest.testmod(container)
     assert result.attempted > 0 and result.failed == 0
+
+
+# --- format 2.0 ----------------------------------------------------------------------------------
+
+SHA16 = SHA[:16]
+VERSION2 = bytes([FORMAT_MAJOR, FORMAT_MINOR])
+
+
+def tile2(x: int, y: int, w: int, h: int, seed: int = 0) -> Tile:
+    """tile() as 2.0 stores it: one-byte z and group checks, and a tile checksum."""
+    t = tile(x, y, w, h, seed)
+    groups = tuple(c & 0xFF for c in t.group_checksums)
+    return replace(t, z_checksum=t.z_checksum & 0xFF, group_checksums=groups,
+                   tile_checksum=0x01020304 * (seed + 1))  # fmt: skip
+
+
+def as_v2(f: GmxFile) -> GmxFile:
+    """f with a 2.0 weights hash and 2.0 tiles."""
+    tiles = tuple(tile2(t.x, t.y, t.width, t.height, seed=t.group_checksums[0]) for t in f.tiles)
+    return replace(f, model=ModelInfo(f.model.model_id, SHA16), tiles=tiles)
+
+
+def head2(
+    width: int, height: int, version: bytes = VERSION2, model: bytes = b"gm-small-v1"
+) -> bytes:
+    """2.0 HEAD data of an RGB image with CODER, as FORMAT.md lays it out."""
+    image = struct.pack("<IIBBB", width, height, 3, 8, 0)
+    coder = struct.pack("<HHffBHB", 7500, 64, 0.11, 256.0, 8, 255, 0)
+    return version + image + coder + bytes.fromhex(SHA16) + bytes([len(model)]) + model
+
+
+def v2_chunks(f: GmxFile) -> list[tuple[bytes, bytes]]:
+    return split_chunks(container.serialize(f))
+
+
+def test_v2_is_what_the_writer_writes_by_default() -> None:
+    data = container.serialize(as_v2(small_file()))
+    assert data[:10] == SIGNATURE + b"\x02\x00" and (FORMAT_MAJOR, FORMAT_MINOR) == (2, 0)
+    assert parse(data).version == (2, 0)
+
+
+@pytest.mark.parametrize("build", [small_file, rich_file])
+def test_v2_round_trip_preserves_every_field(build: Callable[[], GmxFile]) -> None:
+    f = as_v2(build())
+    assert parse(container.serialize(f)) == f
+
+
+def test_v2_byte_layout_matches_format_doc() -> None:
+    f = as_v2(small_file())
+    chunks = v2_chunks(f)
+    assert [kind for kind, _ in chunks] == [b"HEAD", b"DATA", b"DATA", b"IEND"]
+    assert chunks[0][1] == head2(3, 2)
+    t = f.tiles[0]
+    fixed = struct.pack("<IIIIIBH", 0, 0, 2, 2, t.tile_checksum, t.z_checksum, 2)
+    assert chunks[1][1] == fixed + bytes(t.group_checksums) + t.words
+
+
+def test_the_2_0_example_in_the_format_doc_is_byte_exact() -> None:
+    f = GmxFile(
+        ImageInfo(1, 1, 1, colorspace=1),
+        ModelInfo("m", "00" * 8),
+        CoderInfo(5000, 64, 0.125, 32.0, 64, 255, coder_id=2),
+        (Tile(0, 0, 1, 1, 0x78, (0xDD,), b"\x01\x00\x00\x80", tile_checksum=0x0BADF00D),),
+    )
+    expected = format_doc_example(1)
+    assert len(expected) == 113 == len(format_doc_example(2)) - 54
+    assert container.serialize(f) == expected
+    assert parse(expected) == f
+
+
+def test_v2_stores_the_hash_prefix_and_the_low_byte_of_each_check() -> None:
+    f = small_file(tiles=tuple(replace(t, tile_checksum=9) for t in small_file().tiles))
+    g = parse(container.serialize(f))
+    assert g.model == ModelInfo("gm-small-v1", SHA16)
+    assert g.model.matches(SHA) and not g.model.matches("f" * 64)
+    assert [t.group_checksums for t in g.tiles] == [(1, 0xFF), (2, 0xFF)]
+    assert [t.z_checksum for t in g.tiles] == [8, 15]
+
+
+def test_v2_is_48_bytes_smaller_plus_3_per_tile_and_per_group() -> None:
+    f = rich_file()
+    f2 = replace(f, tiles=tuple(replace(t, tile_checksum=0) for t in f.tiles))
+    saved = len(serialize(f)) - len(container.serialize(f2))
+    assert saved == 48 + sum(3 + 3 * len(t.group_checksums) for t in f.tiles) == 48 + 4 * 9
+
+
+def test_checks_compare_what_the_version_stored() -> None:
+    crc = 0x12345678
+    legacy = Tile(0, 0, 1, 1, crc, (crc,), b"")
+    assert legacy.z_matches(crc) and legacy.group_matches(0, crc) and legacy.tile_matches(7)
+    assert not legacy.group_matches(0, crc ^ 0x100)
+    v2 = Tile(0, 0, 1, 1, crc & 0xFF, (crc & 0xFF,), b"", tile_checksum=crc)
+    assert v2.z_matches(crc) and v2.group_matches(0, crc) and v2.tile_matches(crc)
+    assert v2.group_matches(0, crc ^ 0x100), "only the low byte is stored"
+    assert not v2.group_matches(0, crc ^ 1) and not v2.z_matches(crc ^ 1)
+    assert not v2.tile_matches(crc ^ 0x100)
+
+
+def test_v2_writer_needs_a_tile_checksum_and_the_legacy_one_a_full_hash() -> None:
+    with pytest.raises(ContainerError, match="format 2.0 needs Tile.tile_checksum"):
+        container.serialize(small_file())
+    with pytest.raises(ContainerError, match="format 1.x needs the full SHA-256"):
+        serialize(as_v2(small_file()))
+    with pytest.raises(ContainerError, match=re.escape("writes format 2.0 or 1.2, not (1, 1)")):
+        container.serialize(as_v2(small_file()), (1, 1))
+
+
+def test_v2_every_truncation_and_single_bit_flip_is_refused() -> None:
+    data = container.serialize(as_v2(rich_file()))
+    for size in range(len(data)):
+        error_of(data[:size])
+    for i in range(len(data)):
+        for bit in range(8):
+            damaged = bytearray(data)
+            damaged[i] ^= 1 << bit
+            error_of(bytes(damaged))
+
+
+@pytest.mark.parametrize("kind", [b"MODL", b"CODR"])
+def test_v2_refuses_the_1x_model_and_coder_chunks(kind: bytes) -> None:
+    chunks = v2_chunks(as_v2(small_file()))
+    chunks.insert(1, (kind, b"x"))
+    message = error_of(join_chunks(chunks, VERSION2))
+    assert message == f"unknown critical chunk '{kind.decode()}': file needs a newer gmx"
+
+
+def test_v2_needs_head_first_and_a_data_chunk() -> None:
+    chunks = v2_chunks(as_v2(small_file()))
+    assert error_of(join_chunks(chunks[1:], VERSION2)) == "first chunk must be HEAD, found DATA"
+    no_data = [c for c in chunks if c[0] != b"DATA"]
+    assert error_of(join_chunks(no_data, VERSION2)) == "missing chunk DATA"
+
+
+def test_v2_damaged_version_byte_is_caught_by_the_copy_in_head() -> None:
+    data = bytearray(container.serialize(as_v2(small_file())))
+    data[9] = 1
+    assert "chunk HEAD says format 2.0 but the file header says 2.1" in error_of(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (head2(3, 2)[:37], "chunk HEAD has 37 bytes, needs 38+"),
+        (head2(3, 2) + b"!", "chunk HEAD has 50 bytes, expected 49"),
+        (head2(3, 2, model=b"\xff\xfe"), "model id in chunk HEAD is not valid UTF-8"),
+        (head2(3, 2, model=b""), "model id must be 1..255 bytes"),
+        (head2(0, 2), "image width is 0"),
+        (head2(70000, 2), "image width 70000 exceeds the limit"),
+    ],
+)
+def test_v2_bad_head_is_refused(body: bytes, expected: str) -> None:
+    chunks = v2_chunks(as_v2(small_file()))
+    chunks[0] = (b"HEAD", body)
+    assert expected in error_of(join_chunks(chunks, VERSION2))
+
+
+def test_v2_inconsistent_tile_sizes_are_refused() -> None:
+    chunks = v2_chunks(as_v2(small_file()))
+    body = chunks[1][1]
+    bad = [
+        (body[:22], "has 22 bytes, needs 23+"),
+        (body[:21] + struct.pack("<H", 9999) + body[23:], "9999 group checks do not fit"),
+        (body + b"\0", "not whole 32-bit words"),
+    ]
+    for damaged, expected in bad:
+        chunks[1] = (b"DATA", damaged)
+        assert expected in error_of(join_chunks(chunks, VERSION2))
+
+
+def test_v2_describe_reports_the_version_and_hash_prefix() -> None:
+    f = parse(container.serialize(as_v2(small_file())))
+    d = describe(f, 100)
+    assert (d["version"], d["weights_sha256"]) == ("2.0", SHA16)
+    assert f"Weights SHA-256: {SHA16}... (first 8 bytes)" in format_info(d)
 
 
 # --- dependencies --------------------------------------------------------------------------------
