@@ -10,8 +10,10 @@
 # same GPU at the same time and budget, two ablations (hyperprior-only mean-scale; 5 groups
 # instead of 20; ABLATIONS=0 skips them). LR (default 3e-4), CROP (256), BATCH (16) and
 # WEIGHTING (relative: --lambda-weighting, docs/TRAINING.md round cpu16)
-# override the training settings; COMPILE=1 adds --compile to the main run (measured on the CPU
-# only, not yet on a GPU). Writes OUT_DIR/main/ (resumable checkpoint, each file < 16 MiB) and
+# override the training settings; the main run trains g_s on the centred y_hat the decoder
+# sees (--centred, as the shipped models since gm-small-v15; CENTRED=0 turns it off) and
+# COMPILE=1 adds --compile to it (measured on the CPU only, not yet on a GPU). No --average:
+# its copy of the weights would add two checkpoint files, over the 8 files $OUT brings back. Writes OUT_DIR/main/ (resumable checkpoint, each file < 16 MiB) and
 # OUT_DIR/logs.tgz (JSON logs, evaluations, GPU benchmark).
 set -uo pipefail
 OUT=${1:?usage: train_gpu.sh OUT_DIR MINUTES [START]}
@@ -30,7 +32,8 @@ EVAL=${EVAL:-.kodak}
 COMMON=(--data pack/train --minutes "$MIN" --crop "${CROP:-256}" --batch "${BATCH:-16}" --lr "${LR:-3e-4}" --lambda-weighting "${WEIGHTING:-relative}" --ckpt-every 2 --eval "$EVAL")
 INIT=()
 FLAGS=()
-if [ "${COMPILE:-0}" = 1 ]; then FLAGS=(--compile); fi
+if [ "${CENTRED:-1}" = 1 ]; then FLAGS+=(--centred); fi
+if [ "${COMPILE:-0}" = 1 ]; then FLAGS+=(--compile); fi
 if [ -n "$START" ] && [ -d "$START" ]; then cp -r "$START" "$OUT/main"; fi
 if [ -n "$START" ] && [ -f "$START" ]; then INIT=(--init "$START"); fi
 python3 -m gmcodec.train "${COMMON[@]}" "${INIT[@]}" "${FLAGS[@]}" --ckpt "$OUT/main" --log "$LOGS/main.json" \
