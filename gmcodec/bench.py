@@ -254,9 +254,12 @@ class GmxAdapter:
         return int(torch.cuda.max_memory_allocated(self.codec.device))
 
     def settings(self) -> dict[str, Any]:
-        """Model id, device and encoder effort."""
+        """Model id, device, encoder effort and the container format the files are written in."""
+        from gmcodec.codec import WRITE_VERSION
+
         model_id = getattr(self.codec, "model_id", None)
-        return {"model_id": model_id, "device": self.device, "effort": self.effort}
+        fmt = ".".join(map(str, WRITE_VERSION))
+        return {"model_id": model_id, "device": self.device, "effort": self.effort, "format": fmt}
 
 
 def make_adapter(name: str, device: str = "auto", effort: int = DEFAULT_EFFORT) -> CodecAdapter:

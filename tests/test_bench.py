@@ -195,7 +195,12 @@ def test_gmx_adapter_delegates_to_the_codec(image_dir: Path) -> None:
     codec = FakeCodec()
     adapter = bench.GmxAdapter(codec, qualities=QUALITIES, effort=3)
     assert isinstance(adapter, bench.ProfiledAdapter)
-    assert adapter.settings() == {"model_id": "fake-model", "device": "cpu", "effort": 3}
+    assert adapter.settings() == {
+        "model_id": "fake-model",
+        "device": "cpu",
+        "effort": 3,
+        "format": "2.0",
+    }
     assert adapter.peak_memory_bytes() is None
     results = bench.run_bench(image_dir, [adapter], progress=False)
     assert results["device"] == "cpu"
