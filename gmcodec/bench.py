@@ -255,10 +255,10 @@ class GmxAdapter:
 
     def settings(self) -> dict[str, Any]:
         """Model id, device, encoder effort and the container format the files are written in."""
-        from gmcodec.codec import WRITE_VERSION
+        from gmcodec.container import FORMAT_VERSION
 
         model_id = getattr(self.codec, "model_id", None)
-        fmt = ".".join(map(str, WRITE_VERSION))
+        fmt = ".".join(map(str, FORMAT_VERSION))
         return {"model_id": model_id, "device": self.device, "effort": self.effort, "format": fmt}
 
 

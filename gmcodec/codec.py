@@ -54,10 +54,6 @@ def quality_to_q(quality: float, num_qualities: int, q_low: float = ModelConfig.
     return q_low + quality / QUALITY_MAX * (num_qualities - q_low)
 
 
-WRITE_VERSION = (ct.FORMAT_MAJOR, ct.FORMAT_MINOR)
-"""The container version new files are written in."""
-
-
 def _crc(values: np.ndarray, start: int = 0) -> int:
     """CRC-32 of symbols as little-endian int32, continuing from the CRC ``start``."""
     return zlib.crc32(values.astype("<i4").tobytes(), start)
@@ -181,7 +177,7 @@ class Codec:
         img: Image.Image,
         quality: float = DEFAULT_QUALITY,
         effort: int = DEFAULT_EFFORT,
-        version: tuple[int, int] = WRITE_VERSION,
+        version: tuple[int, int] = ct.FORMAT_VERSION,
     ) -> bytes:
         """Encode a PIL image; quality 0..100 (higher is better), effort 1..5 (see refine).
 
@@ -200,7 +196,7 @@ class Codec:
         quality: float = DEFAULT_QUALITY,
         timing: bool = True,
         effort: int = DEFAULT_EFFORT,
-        version: tuple[int, int] = WRITE_VERSION,
+        version: tuple[int, int] = ct.FORMAT_VERSION,
     ) -> tuple[bytes, dict[str, float]]:
         """Encode and return (bytes, seconds per stage)."""
         steps = steps_for(effort)

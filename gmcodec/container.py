@@ -48,6 +48,8 @@ __all__ = [
     "COLORSPACES",
     "FORMAT_MAJOR",
     "FORMAT_MINOR",
+    "FORMAT_VERSION",
+    "LEGACY_VERSION",
     "SIGNATURE",
     "CoderInfo",
     "ContainerError",
@@ -68,6 +70,8 @@ __all__ = [
 SIGNATURE = b"\x89GMX\r\n\x1a\n"
 FORMAT_MAJOR = 2
 FORMAT_MINOR = 0
+FORMAT_VERSION = (FORMAT_MAJOR, FORMAT_MINOR)
+"""The version :func:`serialize` writes by default."""
 LEGACY_VERSION = (1, 2)
 """The newest 1.x version, which :func:`serialize` writes on request (for 1.x readers)."""
 
@@ -373,7 +377,7 @@ class GmxFile:
     exif: bytes | None = None
     alpha: bytes | None = None
     skipped_chunks: tuple[tuple[str, int], ...] = ()
-    version: tuple[int, int] = field(default=(FORMAT_MAJOR, FORMAT_MINOR), compare=False)
+    version: tuple[int, int] = field(default=FORMAT_VERSION, compare=False)
 
     def __post_init__(self) -> None:
         for name, kind in (("image", ImageInfo), ("model", ModelInfo), ("coder", CoderInfo)):
@@ -440,10 +444,20 @@ def _chunk(kind: str, body: bytes) -> bytes:
     return _CHUNK_HEADER.pack(len(body), raw) + body + _U32.pack(crc)
 
 
+def _image_fields(image: ImageInfo) -> tuple[int, ...]:
+    """The image fields of HEAD, in file order (1.x HEAD offsets 2..12, the same in 2.0)."""
+    return (image.width, image.height, image.channels, image.bit_depth, image.colorspace)
+
+
+def _coder_fields(c: CoderInfo) -> tuple[int | float, ...]:
+    """The coder fields in file order (1.x CODR; 2.0 HEAD offsets 13..28)."""
+    fields = (c.quality_centi, c.num_scales, c.scale_min, c.scale_max, c.mean_steps)
+    return (*fields, c.symbol_range, c.coder_id)
+
+
 def _encode_head(image: ImageInfo) -> bytes:
     """HEAD data of 1.x; it repeats the version so that the version is CRC-protected."""
-    fields = (image.width, image.height, image.channels, image.bit_depth, image.colorspace)
-    return _HEAD.pack(*LEGACY_VERSION, *fields)
+    return _HEAD.pack(*LEGACY_VERSION, *_image_fields(image))
 
 
 def _encode_model(model: ModelInfo) -> bytes:
@@ -454,15 +468,7 @@ def _encode_model(model: ModelInfo) -> bytes:
 
 def _encode_coder(c: CoderInfo) -> bytes:
     """CODR data, fields in dataclass order."""
-    return _CODR.pack(
-        c.quality_centi,
-        c.num_scales,
-        c.scale_min,
-        c.scale_max,
-        c.mean_steps,
-        c.symbol_range,
-        c.coder_id,
-    )
+    return _CODR.pack(*_coder_fields(c))
 
 
 def _encode_tile(t: Tile) -> bytes:
@@ -480,29 +486,10 @@ def _encode_tile(t: Tile) -> bytes:
 
 def _encode_head2(f: GmxFile) -> bytes:
     """HEAD data of format 2.0: the 1.x HEAD and CODR fields, weights hash, model id."""
-    image, c = f.image, f.coder
     model_id = f.model.model_id.encode("utf-8")
-    return (
-        _HEAD2.pack(
-            FORMAT_MAJOR,
-            FORMAT_MINOR,
-            image.width,
-            image.height,
-            image.channels,
-            image.bit_depth,
-            image.colorspace,
-            c.quality_centi,
-            c.num_scales,
-            c.scale_min,
-            c.scale_max,
-            c.mean_steps,
-            c.symbol_range,
-            c.coder_id,
-            bytes.fromhex(f.model.weights_sha256)[:_HASH2_SIZE],
-            len(model_id),
-        )
-        + model_id
-    )
+    digest = bytes.fromhex(f.model.weights_sha256)[:_HASH2_SIZE]
+    image, coder = _image_fields(f.image), _coder_fields(f.coder)
+    return _HEAD2.pack(*FORMAT_VERSION, *image, *coder, digest, len(model_id)) + model_id
 
 
 def _encode_tile2(t: Tile) -> bytes:
@@ -536,7 +523,7 @@ def _chunks_of(f: GmxFile, major: int) -> Iterator[tuple[str, bytes]]:
     yield "IEND", b""
 
 
-def serialize(f: GmxFile, version: tuple[int, int] = (FORMAT_MAJOR, FORMAT_MINOR)) -> bytes:
+def serialize(f: GmxFile, version: tuple[int, int] = FORMAT_VERSION) -> bytes:
     """Return the bytes of f as a file of ``version``: 2.0, or ``LEGACY_VERSION`` (1.2).
 
     ``f.version`` and skipped chunks are ignored. 1.2 stores whole CRC-32s, so it needs the
@@ -545,7 +532,7 @@ def serialize(f: GmxFile, version: tuple[int, int] = (FORMAT_MAJOR, FORMAT_MINOR
     """
     _require(isinstance(f, GmxFile), f"serialize() needs a GmxFile, got {type(f).__name__}")
     version = tuple(version)
-    writable = ((FORMAT_MAJOR, FORMAT_MINOR), LEGACY_VERSION)
+    writable = (FORMAT_VERSION, LEGACY_VERSION)
     _require(version in writable, f"serialize() writes format 2.0 or 1.2, not {version}")
     preamble = SIGNATURE + bytes(version)
     return preamble + b"".join(_chunk(kind, body) for kind, body in _chunks_of(f, version[0]))
