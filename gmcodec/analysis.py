@@ -142,7 +142,7 @@ class _TileBits:
     z: np.ndarray  # [hz, wz]
 
 
-def _tile_bits(codec: Codec, tile: ct.Tile, s: CoderSettings) -> _TileBits:
+def _tile_bits(codec: Codec, tile: ct.Tile, s: CoderSettings, seed: int) -> _TileBits:
     """Decode one tile with the codec's own decoding path, charging every symbol its bits."""
     table, layout = s.scale_table(), codec.model.entropy.layout
     bits: list[np.ndarray] = []
@@ -153,7 +153,7 @@ def _tile_bits(codec: Codec, tile: ct.Tile, s: CoderSettings) -> _TileBits:
         bits.append(b.reshape(-1, layout.channels(g)))
 
     with torch.no_grad():
-        z_np, _ = codec.decode_latents(tile, s, account)
+        z_np, _ = codec.decode_latents(tile, s, seed, account)
     z_bits = [
         categorical_bits(z + codec.z_range, pmf) for z, pmf in zip(z_np, codec.pmf, strict=True)
     ]
@@ -171,7 +171,7 @@ def analyze(source: Source, device: str = "auto", codec: Codec | None = None) ->
     group_sums, elements = np.zeros(layout.num_groups), np.zeros(layout.num_groups, np.int64)
     z_bits = mapped = 0.0
     for tile in f.tiles:
-        tb = _tile_bits(codec, tile, s)
+        tb = _tile_bits(codec, tile, s, f.checksum_seed(tile))
         for g, b in enumerate(tb.groups):
             group_sums[g] += b.sum()
             elements[g] += b.size

@@ -59,9 +59,9 @@ def _crc(values: np.ndarray, start: int = 0) -> int:
     return zlib.crc32(values.astype("<i4").tobytes(), start)
 
 
-def _tile_crc(z: np.ndarray, groups: list[np.ndarray]) -> int:
-    """The tile checksum: CRC-32 of the z symbols, then of each group's, in decoding order."""
-    crc = _crc(z)
+def _tile_crc(z: np.ndarray, groups: list[np.ndarray], seed: int) -> int:
+    """The tile checksum: CRC-32 from ``seed`` on of the z symbols, then each group's."""
+    crc = _crc(z, seed)
     for values in groups:
         crc = _crc(values, crc)
     return crc
@@ -205,18 +205,21 @@ class Codec:
         prep = split_image(img)
         rgb, channels, alpha = prep.rgb, prep.channels, prep.alpha
         _check_size(rgb.width, rgb.height, self.limits)
+        info = ct.ImageInfo(rgb.width, rgb.height, channels, 8, 0 if channels == 3 else 1)
+        model, coder = ct.ModelInfo(self.model_id, self.sha256), self._coder_info(centi)
+        alpha_data = ct.deflate_alpha(alpha, info) if alpha is not None else None
+        seed = ct.checksum_seed(info, model, coder, alpha_data, (0, 0, rgb.width, rgb.height))
         st = Stages(timing, self.device.type == "cuda")
         st.start()
-        tile, _ = self._encode_tile(to_tensor(rgb).to(self.device), q, st, steps)
-        info = ct.ImageInfo(rgb.width, rgb.height, channels, 8, 0 if channels == 3 else 1)
+        tile, _ = self._encode_tile(to_tensor(rgb).to(self.device), q, st, steps, seed)
         f = ct.GmxFile(
             info,
-            ct.ModelInfo(self.model_id, self.sha256),
-            self._coder_info(centi),
+            model,
+            coder,
             (tile,),
             icc_profile=prep.icc_profile or None,
             exif=_exif_bytes(prep.exif),
-            alpha=ct.deflate_alpha(alpha, info) if alpha is not None else None,
+            alpha=alpha_data,
         )
         data = ct.serialize(f, version)
         st.lap("container")
@@ -245,11 +248,12 @@ class Codec:
         return self._param_nets[dtype]
 
     def _encode_tile(
-        self, x: torch.Tensor, q: float, st: Stages, steps: int = 0
+        self, x: torch.Tensor, q: float, st: Stages, steps: int = 0, seed: int = 0
     ) -> tuple[ct.Tile, list[np.ndarray]]:
         """Code one tile; returns it with the decoded groups (what the decoder will see).
 
-        ``steps`` > 0 refines g_a's latent first (``gmcodec.refine``).
+        ``steps`` > 0 refines g_a's latent first (``gmcodec.refine``); ``seed`` is where the
+        tile checksum starts (``container.checksum_seed``).
         """
         m, s = self.model, coder_settings(self._coder_info(0))
         y = self.latent(x, q, steps, st)
@@ -269,7 +273,7 @@ class Codec:
         st.lap("coder")
         h, w = x.shape[-2:]
         sums = tuple(_crc(d) for d in decoded)
-        tile = ct.Tile(0, 0, w, h, _crc(z_np), sums, words, _tile_crc(z_np, decoded))
+        tile = ct.Tile(0, 0, w, h, _crc(z_np), sums, words, _tile_crc(z_np, decoded, seed))
         return tile, decoded
 
     def latent(
@@ -317,7 +321,8 @@ class Codec:
         q = self.model_q(f.coder.quality)
         canvas = Image.new("RGB", (f.image.width, f.image.height))
         for tile in f.tiles:
-            x_hat = self._decode_tile(tile, q, coder_settings(f.coder), st)
+            seed = f.checksum_seed(tile)
+            x_hat = self._decode_tile(tile, q, coder_settings(f.coder), st, seed)
             canvas.paste(to_image(x_hat), (tile.x, tile.y))
         img = canvas.convert("L") if f.image.channels == 1 else canvas
         if f.alpha is not None:
@@ -363,13 +368,15 @@ class Codec:
         self,
         tile: ct.Tile,
         s: CoderSettings,
+        seed: int,
         observe: Callable[[int, GroupParams, np.ndarray], None] | None = None,
         st: Stages | None = None,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Entropy-decode one tile: (z values [Nz, hz*wz], decoded groups of y_hat).
 
-        Every checksum is verified. ``observe(g, params, y_g)`` sees each group as it is
-        decoded (``gmcodec.analysis`` counts bits with it).
+        Every checksum is verified, the tile checksum from ``seed`` on (``GmxFile.
+        checksum_seed``). ``observe(g, params, y_g)`` sees each group as it is decoded
+        (``gmcodec.analysis`` counts bits with it).
         """
         st = st or Stages()
         layout = self.model.entropy.layout
@@ -396,13 +403,15 @@ class Codec:
 
         groups = group_loop(entropy, psi, s, decode_group)
         reader.finish()
-        if not tile.tile_matches(_tile_crc(z_np, groups)):
+        if not tile.tile_matches(_tile_crc(z_np, groups, seed)):
             raise MismatchError(_MISMATCH.format(what="the tile's decoded symbols"))
         st.lap("mixer")
         return z_np, groups
 
-    def _decode_tile(self, tile: ct.Tile, q: float, s: CoderSettings, st: Stages) -> torch.Tensor:
-        _, groups = self.decode_latents(tile, s, st=st)
+    def _decode_tile(
+        self, tile: ct.Tile, q: float, s: CoderSettings, st: Stages, seed: int
+    ) -> torch.Tensor:
+        _, groups = self.decode_latents(tile, s, seed, st=st)
         x_hat = self._synthesize(groups, tile.height, tile.width, q, s.unit)
         st.lap("transforms")
         return x_hat

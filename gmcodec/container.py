@@ -8,8 +8,9 @@ A ``.gmx`` file is an 8-byte signature, a two-byte version, then chunks, each fr
 
 Format 2.0 carries what 1.x does in ~110 fewer bytes per file: one HEAD holds the image, model
 and coder fields, the weights hash is the first 8 bytes of their SHA-256, and each tile keeps
-one CRC-32 over all its decoded symbols plus one byte per group (the low byte of that group's
-CRC-32), which still names the first group a mismatched decoder gets wrong.
+one CRC-32 over the header, its rectangle, the alpha plane and all its decoded symbols
+(:func:`checksum_seed`), plus one byte per group (the low byte of that group's CRC-32), which
+still names the first group a mismatched decoder gets wrong.
 
 This module knows nothing of models or tensors. It imports only the standard library, so that
 ``gmx info`` works without torch or numpy. Every reader check runs before anything large is
@@ -58,6 +59,7 @@ __all__ = [
     "Limits",
     "ModelInfo",
     "Tile",
+    "checksum_seed",
     "deflate_alpha",
     "describe",
     "format_info",
@@ -95,6 +97,7 @@ _CODR = struct.Struct("<HHffBHB")  # quality_centi, num_scales, scale_min, scale
 _TILE = struct.Struct("<IIIIIH")  # x, y, width, height, z_checksum, group count
 _HEAD2 = struct.Struct("<BBIIBBBHHffBHB8sB")  # _HEAD fields, _CODR fields, weights hash, id size
 _TILE2 = struct.Struct("<IIIIIBH")  # x, y, width, height, tile_checksum, z check, group count
+_RECT = struct.Struct("<IIII")  # x, y, width, height
 _SHA256_SIZE = 32
 _HASH2_SIZE = 8
 _CHECK2_MASK = 0xFF
@@ -401,6 +404,11 @@ class GmxFile:
         )
         object.__setattr__(self, "version", version)
 
+    def checksum_seed(self, tile: Tile) -> int:
+        """:func:`checksum_seed` for one of this file's tiles."""
+        rect = (tile.x, tile.y, tile.width, tile.height)
+        return checksum_seed(self.image, self.model, self.coder, self.alpha, rect)
+
 
 def _check_tiling(image: ImageInfo, tiles: tuple[Tile, ...]) -> None:
     """Check the tiles lie inside the image and cover it exactly once, in O(len(tiles)).
@@ -484,12 +492,31 @@ def _encode_tile(t: Tile) -> bytes:
     )
 
 
-def _encode_head2(f: GmxFile) -> bytes:
+def _head2_data(image: ImageInfo, model: ModelInfo, coder: CoderInfo) -> bytes:
     """HEAD data of format 2.0: the 1.x HEAD and CODR fields, weights hash, model id."""
-    model_id = f.model.model_id.encode("utf-8")
-    digest = bytes.fromhex(f.model.weights_sha256)[:_HASH2_SIZE]
-    image, coder = _image_fields(f.image), _coder_fields(f.coder)
-    return _HEAD2.pack(*FORMAT_VERSION, *image, *coder, digest, len(model_id)) + model_id
+    model_id = model.model_id.encode("utf-8")
+    digest = bytes.fromhex(model.weights_sha256)[:_HASH2_SIZE]
+    fields = (*_image_fields(image), *_coder_fields(coder), digest, len(model_id))
+    return _HEAD2.pack(*FORMAT_VERSION, *fields) + model_id
+
+
+def checksum_seed(
+    image: ImageInfo,
+    model: ModelInfo,
+    coder: CoderInfo,
+    alpha: bytes | None,
+    rect: tuple[int, int, int, int],
+) -> int:
+    """The CRC-32 a 2.0 tile checksum starts from, before the tile's symbols.
+
+    It covers the HEAD data, the tile's rectangle (x, y, width, height) and the ALPH data, if
+    any: an edit of any of them that recomputes the chunk CRCs still fails the tile checksum,
+    where it would otherwise decode the intact symbols into another picture (``docs/FORMAT.md``
+    section 3.2). The optional chunks are left out, so stripping metadata keeps a file valid.
+    """
+    crc = zlib.crc32(_head2_data(image, model, coder))
+    crc = zlib.crc32(_RECT.pack(*rect), crc)
+    return zlib.crc32(alpha or b"", crc)
 
 
 def _encode_tile2(t: Tile) -> bytes:
@@ -505,7 +532,7 @@ def _encode_tile2(t: Tile) -> bytes:
 def _chunks_of(f: GmxFile, major: int) -> Iterator[tuple[str, bytes]]:
     """Yield (type, data) of each chunk of f in format ``major``, in the order the writer uses."""
     if major == FORMAT_MAJOR:
-        yield "HEAD", _encode_head2(f)
+        yield "HEAD", _head2_data(f.image, f.model, f.coder)
     else:
         _require(
             len(f.model.weights_sha256) == 2 * _SHA256_SIZE,

@@ -323,7 +323,7 @@ def _classify(img, symbols: list, ref) -> str:
     """How a decoded image relates to the seed's decode ref = (image, symbols)."""
     ref_img, ref_symbols = ref
     if (img.mode, img.size, img.tobytes()) != (ref_img.mode, ref_img.size, ref_img.tobytes()):
-        # header fields (quality, size, channels) are not under the symbol checksums
+        # 1.x: header fields (quality, size, channels) are not under the symbol checksums
         return "decoded_header_lie" if _same_symbols(symbols, ref_symbols) else "decoded_wrong"
     meta = [(i.info.get("exif"), i.info.get("icc_profile")) for i in (img, ref_img)]
     return "decoded_same" if meta[0] == meta[1] else "decoded_other_metadata"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import replace
 
 import numpy as np
@@ -21,10 +22,10 @@ from gmcodec.imageio import pad, to_tensor
 def test_decoded_latents_equal_encoded_latents(codec, crop, w, h, quality):
     img = crop(w, h)
     q = codec.model_q(quality)
-    tile, encoded = codec._encode_tile(to_tensor(img), q, Stages())
     data = codec.encode(img, quality)
     f = ct.parse(data)
     stored = f.tiles[0]
+    tile, encoded = codec._encode_tile(to_tensor(img), q, Stages(), seed=f.checksum_seed(stored))
     assert all(stored.group_matches(g, c) for g, c in enumerate(tile.group_checksums))
     assert stored.tile_checksum == tile.tile_checksum
     decoded = []
@@ -210,6 +211,43 @@ def test_a_tampered_tile_checksum_is_detected(codec, crop):
     bad = ct.serialize(replace(f, tiles=(replace(t, tile_checksum=t.tile_checksum ^ 1),)))
     with pytest.raises(MismatchError, match="the tile's decoded symbols"):
         codec.decode(bad)
+
+
+def _rechunked(data: bytes, edit) -> bytes:
+    """data with edit(chunks) applied to its (type, body) list, every CRC recomputed."""
+    pos, chunks = 10, []
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "little")
+        chunks.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]))
+        pos += 12 + length
+    framed = (
+        len(body).to_bytes(4, "little")
+        + kind
+        + body
+        + zlib.crc32(kind + body).to_bytes(4, "little")
+        for kind, body in edit(chunks)
+    )
+    return data[:10] + b"".join(framed)
+
+
+def test_header_edits_with_valid_crcs_fail_the_tile_checksum(codec, crop):
+    """In 2.0 the tile checksum covers HEAD, the tile rectangle and ALPH, not iCCP/eXIf."""
+    img = crop(64, 48).convert("RGBA")
+    img.putalpha(77)
+    data = codec.encode(img, 50)
+
+    def quality(chunks):  # HEAD byte 13: the low byte of quality_centi (5000 -> 5001)
+        return [(k, b[:13] + bytes([b[13] + 1]) + b[14:] if k == b"HEAD" else b) for k, b in chunks]
+
+    def no_alpha(chunks):
+        return [(k, b) for k, b in chunks if k != b"ALPH"]
+
+    for edit in (quality, no_alpha):
+        with pytest.raises(MismatchError, match="the tile's decoded symbols"):
+            codec.decode(_rechunked(data, edit))
+    plain = codec.encode(crop(64, 48), 50)  # optional chunks stay outside: adding one is fine
+    extra = _rechunked(plain, lambda c: c[:1] + [(b"teXt", b"note")] + c[1:])
+    assert np.array_equal(np.asarray(codec.decode(extra)), np.asarray(codec.decode(plain)))
 
 
 def test_grayscale_stays_grayscale_and_alpha_is_kept_losslessly(codec, crop):

@@ -846,6 +846,28 @@ def test_v2_inconsistent_tile_sizes_are_refused() -> None:
         assert expected in error_of(join_chunks(chunks, VERSION2))
 
 
+def test_checksum_seed_covers_head_rectangle_and_alpha_but_not_optional_chunks() -> None:
+    f = as_v2(rich_file())
+    t = f.tiles[1]
+    seed = f.checksum_seed(t)
+    assert seed == container.checksum_seed(f.image, f.model, f.coder, f.alpha, (2, 0, 2, 2))
+    head_data = v2_chunks(f)[0][1]
+    expected = zlib.crc32(
+        f.alpha, zlib.crc32(struct.pack("<IIII", 2, 0, 2, 2), zlib.crc32(head_data))
+    )
+    assert seed == expected
+    changed = [
+        replace(f, coder=replace(CODER, quality_centi=7501)),
+        replace(f, model=ModelInfo("gm-small-v2", SHA16)),
+        replace(f, model=ModelInfo("gm-small-v1", "f" + SHA16[1:])),
+        replace(f, alpha=None),
+    ]
+    assert all(g.checksum_seed(t) != seed for g in changed)
+    assert f.checksum_seed(f.tiles[0]) != seed
+    assert replace(f, icc_profile=None, exif=None).checksum_seed(t) == seed
+    assert replace(f, model=ModelInfo("gm-small-v1", SHA)).checksum_seed(t) == seed
+
+
 def test_v2_describe_reports_the_version_and_hash_prefix() -> None:
     f = parse(container.serialize(as_v2(small_file())))
     d = describe(f, 100)
