@@ -38,6 +38,7 @@ from PIL import Image, features
 
 from gmcodec import metrics
 from gmcodec.constants import DEFAULT_EFFORT
+from gmcodec.container import FORMAT_VERSION
 from gmcodec.report import machine_info, render_markdown, write_report
 
 __all__ = [
@@ -255,8 +256,6 @@ class GmxAdapter:
 
     def settings(self) -> dict[str, Any]:
         """Model id, device, encoder effort and the container format the files are written in."""
-        from gmcodec.container import FORMAT_VERSION
-
         model_id = getattr(self.codec, "model_id", None)
         fmt = ".".join(map(str, FORMAT_VERSION))
         return {"model_id": model_id, "device": self.device, "effort": self.effort, "format": fmt}

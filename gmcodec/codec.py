@@ -54,17 +54,21 @@ def quality_to_q(quality: float, num_qualities: int, q_low: float = ModelConfig.
     return q_low + quality / QUALITY_MAX * (num_qualities - q_low)
 
 
-def _crc(values: np.ndarray, start: int = 0) -> int:
-    """CRC-32 of symbols as little-endian int32, continuing from the CRC ``start``."""
-    return zlib.crc32(values.astype("<i4").tobytes(), start)
+class _Checksums:
+    """A tile's checksums in one pass over its symbols (little-endian int32).
 
+    :meth:`add` returns the CRC-32 of one piece (z, then each group, in decoding order) and
+    chains the same bytes into ``tile``, the tile checksum, which starts from ``seed``
+    (``container.checksum_seed``).
+    """
 
-def _tile_crc(z: np.ndarray, groups: list[np.ndarray], seed: int) -> int:
-    """The tile checksum: CRC-32 from ``seed`` on of the z symbols, then each group's."""
-    crc = _crc(z, seed)
-    for values in groups:
-        crc = _crc(values, crc)
-    return crc
+    def __init__(self, seed: int) -> None:
+        self.tile = seed
+
+    def add(self, values: np.ndarray) -> int:
+        data = values.astype("<i4").tobytes()
+        self.tile = zlib.crc32(data, self.tile)
+        return zlib.crc32(data)
 
 
 def group_loop(
@@ -272,8 +276,9 @@ class Codec:
         words = writer.finish()
         st.lap("coder")
         h, w = x.shape[-2:]
-        sums = tuple(_crc(d) for d in decoded)
-        tile = ct.Tile(0, 0, w, h, _crc(z_np), sums, words, _tile_crc(z_np, decoded, seed))
+        crcs = _Checksums(seed)
+        z_crc, sums = crcs.add(z_np), tuple(crcs.add(d) for d in decoded)
+        tile = ct.Tile(0, 0, w, h, z_crc, sums, words, crcs.tile)
         return tile, decoded
 
     def latent(
@@ -357,10 +362,12 @@ class Codec:
             )
         return other
 
-    def _decode_z(self, reader: StreamReader, tile: ct.Tile, hz: int, wz: int) -> np.ndarray:
+    def _decode_z(
+        self, reader: StreamReader, tile: ct.Tile, hz: int, wz: int, crcs: _Checksums
+    ) -> np.ndarray:
         """z values [Nz, hz * wz], checksum verified."""
         z_np = np.stack([reader.categorical(hz * wz, pmf) - self.z_range for pmf in self.pmf])
-        if not tile.z_matches(_crc(z_np)):
+        if not tile.z_matches(crcs.add(z_np)):
             raise MismatchError("hyper-latent checksum mismatch: the file is damaged")
         return z_np
 
@@ -386,7 +393,8 @@ class Codec:
             )
         hz, wz = -(-tile.height // 64), -(-tile.width // 64)
         reader = StreamReader(tile.words, s)
-        z_np = self._decode_z(reader, tile, hz, wz)
+        crcs = _Checksums(seed)
+        z_np = self._decode_z(reader, tile, hz, wz, crcs)
         h_s, entropy = self.param_nets(s)
         z = torch.from_numpy(z_np).reshape(1, -1, hz, wz).to(self.device, s.param_dtype)
         psi = h_s(z)
@@ -394,7 +402,7 @@ class Codec:
 
         def decode_group(g: int, p: GroupParams) -> np.ndarray:
             y_g = reader.residuals(p)
-            if not tile.group_matches(g, _crc(y_g)):
+            if not tile.group_matches(g, crcs.add(y_g)):
                 what = f"decoded symbols of group {g}/{layout.num_groups}"
                 raise MismatchError(_MISMATCH.format(what=what))
             if observe is not None:
@@ -403,7 +411,7 @@ class Codec:
 
         groups = group_loop(entropy, psi, s, decode_group)
         reader.finish()
-        if not tile.tile_matches(_tile_crc(z_np, groups, seed)):
+        if not tile.tile_matches(crcs.tile):
             raise MismatchError(_MISMATCH.format(what="the tile's decoded symbols"))
         st.lap("mixer")
         return z_np, groups

@@ -189,7 +189,7 @@ def _chunk_fixed(rng, seed, seeds):
 
 
 def _words_at(major: int, body: bytes) -> int:
-    """Offset of the ANS words in a DATA chunk's data (docs/FORMAT.md 3.2; 1.x: A.2)."""
+    """Offset of the ANS words in a DATA chunk's data (docs/FORMAT.md 3.2; 1.x: A.3)."""
     if major == 1:
         return 26 + 4 * struct.unpack_from("<H", body, 20)[0]
     return 23 + struct.unpack_from("<H", body, 21)[0]

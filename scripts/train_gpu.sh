@@ -13,8 +13,9 @@
 # override the training settings; the main run trains g_s on the centred y_hat the decoder
 # sees (--centred, as the shipped models since gm-small-v15; CENTRED=0 turns it off) and
 # COMPILE=1 adds --compile to it (measured on the CPU only, not yet on a GPU). No --average:
-# its copy of the weights would add two checkpoint files, over the 8 files $OUT brings back. Writes OUT_DIR/main/ (resumable checkpoint, each file < 16 MiB) and
-# OUT_DIR/logs.tgz (JSON logs, evaluations, GPU benchmark).
+# its copy of the weights would add two checkpoint files, over the 8 files $OUT brings back.
+# Writes OUT_DIR/main/ (resumable checkpoint, each file < 16 MiB) and OUT_DIR/logs.tgz (JSON
+# logs, evaluations, GPU benchmark).
 set -uo pipefail
 OUT=${1:?usage: train_gpu.sh OUT_DIR MINUTES [START]}
 MIN=${2:?usage: train_gpu.sh OUT_DIR MINUTES [START]}
