@@ -42,16 +42,23 @@ class MismatchError(DecodeError):
     """Decoded symbols differ from the encoder's: different numerics (device or library)."""
 
 
-def quality_to_q(quality: float, num_qualities: int, q_low: float = ModelConfig.q_low) -> float:
+def quality_to_q(
+    quality: float,
+    num_qualities: int,
+    q_low: float = ModelConfig.q_low,
+    q_high: float | None = None,
+) -> float:
     """Map the user quality 0..100 (higher is better) linearly onto the model's q.
 
     0 -> q = ``q_low`` (the model config's: -2 for gm-small-v1, -2.7 from gm-small-v3 on) and
-    100 -> q = K: the trained range [0, K-1] plus extrapolated margins of the gain vectors,
-    which extend the rate range downwards (and a little upwards).
+    100 -> q = ``q_high`` (the config's; K when unset): the trained range [0, K-1] plus
+    extrapolated margins of the gain vectors, which extend the rate range downwards (and a
+    little upwards).
     """
     if not QUALITY_MIN <= quality <= QUALITY_MAX:
         raise ValueError(f"quality must be in [0, 100], got {quality}")
-    return q_low + quality / QUALITY_MAX * (num_qualities - q_low)
+    top = num_qualities if q_high is None else q_high
+    return q_low + quality / QUALITY_MAX * (top - q_low)
 
 
 class _Checksums:
@@ -190,8 +197,9 @@ class Codec:
         return self.encode_timed(img, quality, timing=False, effort=effort, version=version)[0]
 
     def model_q(self, quality: float) -> float:
-        """This model's q for a user quality 0..100 (its config's q_low at quality 0)."""
-        return quality_to_q(quality, self.model.num_qualities, self.model.cfg.q_low)
+        """This model's q for a user quality 0..100 (its config's q_low .. q_high)."""
+        cfg = self.model.cfg
+        return quality_to_q(quality, self.model.num_qualities, cfg.q_low, cfg.q_high)
 
     @torch.no_grad()
     def encode_timed(

@@ -30,6 +30,7 @@ class ModelConfig:
     entropy: str = "mixer"  # "mixer" (GroupedMixer) or "meanscale" (hyperprior-only baseline)
     lambdas: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.05, 0.1, 0.2)
     q_low: float = -2.0  # the q that quality 0 maps to (below 0: extrapolated gain vectors)
+    q_high: float | None = None  # the q that quality 100 maps to; None: K = len(lambdas)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -50,6 +51,9 @@ class ModelConfig:
             raise ValueError(f"lambdas must be >= 2 increasing values, got {self.lambdas}")
         if not -4.0 <= self.q_low <= 0.0:
             raise ValueError(f"q_low must be in [-4, 0], got {self.q_low}")
+        k = len(self.lambdas)
+        if self.q_high is not None and not k - 1 <= self.q_high <= k + 1:
+            raise ValueError(f"q_high must be in [{k - 1}, {k + 1}], got {self.q_high}")
 
     @property
     def num_groups(self) -> int:

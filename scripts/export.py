@@ -1,9 +1,10 @@
 """Export a training checkpoint to compact fp16 weights in weights/ (or --weights DIR).
 
 Usage: python scripts/export.py CKPT_DIR MODEL_ID [--weights DIR] [--no-default] [--q-low Q]
-                                [--averaged]
+                                [--q-high Q] [--averaged]
 
---q-low sets the q that quality 0 maps to in the exported config (see ModelConfig.q_low).
+--q-low and --q-high set the q that quality 0 and 100 map to in the exported config (see
+ModelConfig.q_low and q_high).
 --averaged exports the running average of the weights the run kept (``gmcodec.train --average``)
 instead of its last weights.
 """
@@ -23,6 +24,7 @@ if __name__ == "__main__":
     p.add_argument("--weights", type=Path, default=None)
     p.add_argument("--no-default", action="store_true")
     p.add_argument("--q-low", type=float, default=None)
+    p.add_argument("--q-high", type=float, default=None)
     p.add_argument("--averaged", action="store_true")
     a = p.parse_args()
     if (resumed := resume(a.ckpt)) is None:
@@ -32,8 +34,11 @@ if __name__ == "__main__":
         if not (averaged := checkpoint.load_averaged(a.ckpt)):
             raise SystemExit(f"error: {a.ckpt} holds no weight average (train with --average)")
         load_average(model, averaged)
-    if a.q_low is not None:  # the quality mapping only: no weight depends on it
+    # The quality mapping only: no weight depends on it.
+    if a.q_low is not None:
         model.cfg = replace(model.cfg, q_low=a.q_low)
+    if a.q_high is not None:
+        model.cfg = replace(model.cfg, q_high=a.q_high)
     chain = meta.get("init", {}).get("runs", []) + meta.get("runs", [])
     info = {"step": meta.get("init", {}).get("step", 0) + meta["step"], "runs": chain}
     if a.averaged:

@@ -27,7 +27,10 @@ KODAK=${KODAK:-../shared/data/kodak}
 ANCHORS=${ANCHORS:-../shared/anchors/kodak}
 SHIP=${SHIP_FLAGS:-}
 VAL_FILES=${VAL_FILES:-}
-QLOW=-2.7 # the q that quality 0 maps to in every export (scripts/export.py --q-low)
+# The quality mapping of every export: quality 0 -> q = -2.7 and, with Q_HIGH=Q (e.g. when
+# quality 100 falls under 2 bpp on Kodak), quality 100 -> Q (unset: K, the trained rates' count).
+QMAP="--q-low -2.7"
+[ -n "${Q_HIGH:-}" ] && QMAP="$QMAP --q-high $Q_HIGH"
 mkdir -p runs
 tag=${NAME##*-} # gm-small-v15 -> v15
 
@@ -51,7 +54,7 @@ EOF
 best="" best_flags="" best_val=""
 judge() { # judge LABEL CKPT FLAGS: export, ship-check, keep it if it is the best so far
   local dir="runs/cand-$1" v
-  python scripts/export.py "$2" cand --weights "$dir" --q-low $QLOW $3 > /dev/null ||
+  python scripts/export.py "$2" cand --weights "$dir" $QMAP $3 > /dev/null ||
     { echo "post_round.sh: export of $1 failed; skipped" >&2; return 0; }
   python scripts/ship_check.py "$BASE" "$dir/cand.pt" $SHIP > "runs/ship-$1.log" 2>&1
   tail -3 "runs/ship-$1.log"
@@ -92,7 +95,7 @@ fi
 echo "best: $best $best_flags (validation BD $best_val%)"
 
 set -e
-python scripts/export.py "$best" "$NAME" --q-low $QLOW $best_flags
+python scripts/export.py "$best" "$NAME" $QMAP $best_flags
 python scripts/ae_ceiling.py "weights/$NAME.pt" --q 0,4,7 > "runs/ae-$tag.log" 2>&1
 gmx bench "$KODAK" --anchors "$ANCHORS" -o "runs/bench-kodak-$tag" --profile-images 4 --quiet \
   > "runs/bench-$tag.log" 2>&1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import replace
 
@@ -321,3 +322,24 @@ def test_quality_maps_onto_q_from_the_models_q_low_up_to_k():
     assert qs == sorted(qs) and len(set(qs)) == len(qs)
     with pytest.raises(ValueError):
         quality_to_q(100.5, 8)
+
+
+def test_q_high_moves_quality_100_and_keeps_quality_0():
+    assert quality_to_q(100, 8, q_low=-2.7, q_high=8.25) == 8.25
+    assert quality_to_q(0, 8, q_low=-2.7, q_high=8.25) == -2.7
+    assert quality_to_q(50, 8, q_low=-2.0, q_high=None) == 3.0  # unset: K, as before q_high
+    qs = [quality_to_q(v, 8, q_low=-2.7, q_high=8.25) for v in range(0, 101, 5)]
+    assert qs == sorted(qs) and len(set(qs)) == len(qs)
+
+
+def test_model_q_follows_the_configs_q_high():
+    from gmcodec.config import ModelConfig
+    from gmcodec.model import GMModel
+
+    cfg = ModelConfig(N=16, M=24, Nz=8, C=16, slices=(8, 16), d_model=16, heads=2, q_low=-2.7)
+    small = Codec(GMModel(replace(cfg, q_high=8.5)), "tiny", "0" * 64, torch.device("cpu"))
+    assert small.model_q(100) == 8.5 and small.model_q(0) == -2.7
+    assert ModelConfig.from_dict(json.loads(small.model.cfg.to_json())).q_high == 8.5
+    assert ModelConfig.from_dict({"q_low": -2.7}).q_high is None  # configs written before it
+    with pytest.raises(ValueError, match="q_high"):
+        replace(cfg, q_high=9.5)

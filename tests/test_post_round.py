@@ -118,3 +118,15 @@ def test_exports_nothing_when_no_candidate_passes(tmp_path):
     assert done.returncode == 1 and "no arm passes" in done.stderr
     exports = (tmp_path / "exports.txt").read_text().splitlines()
     assert exports == ["ck/a cand --weights runs/cand-a --q-low -2.7"]  # the candidate only
+
+
+def test_q_high_reaches_every_export(tmp_path):
+    env = {**_tree(tmp_path, {"runs/cand-a/cand.pt": (-1.0, -1.0)}), "Q_HIGH": "8.3"}
+    _ckpt(tmp_path / "ck" / "a", averaged=False)
+    done = _post_round(tmp_path, env, "ck/a")
+    assert done.returncode == 0, done.stderr
+    exports = (tmp_path / "exports.txt").read_text().splitlines()
+    assert exports == [
+        "ck/a cand --weights runs/cand-a --q-low -2.7 --q-high 8.3",
+        "ck/a gm-test-v2 --q-low -2.7 --q-high 8.3",
+    ]
