@@ -35,10 +35,8 @@ if __name__ == "__main__":
             raise SystemExit(f"error: {a.ckpt} holds no weight average (train with --average)")
         load_average(model, averaged)
     # The quality mapping only: no weight depends on it.
-    if a.q_low is not None:
-        model.cfg = replace(model.cfg, q_low=a.q_low)
-    if a.q_high is not None:
-        model.cfg = replace(model.cfg, q_high=a.q_high)
+    mapping = {"q_low": a.q_low, "q_high": a.q_high}
+    model.cfg = replace(model.cfg, **{k: v for k, v in mapping.items() if v is not None})
     chain = meta.get("init", {}).get("runs", []) + meta.get("runs", [])
     info = {"step": meta.get("init", {}).get("step", 0) + meta["step"], "runs": chain}
     if a.averaged:
