@@ -147,8 +147,12 @@ def _range_from_page(page: str, results: dict[str, Any]) -> dict[str, Any] | Non
     ``runs/bench-range-v20``) and a table of quality | bpp | PSNR, rounded to 4 and 2 digits.
     """
     tag = results["settings"]["gmx"]["model_id"].rsplit("-", 1)[-1]
-    command = re.search(r"^(gmx bench .*bench-range-" + tag + r" .*)$", page, re.M)
-    rows = re.findall(r"^\| (\d+) \| ([\d.]+) \| ([\d.]+) \|$", page, re.M)
+    heading = "## Range of the quality knob\n"
+    if heading not in page:
+        return None
+    section = page.split(heading, 1)[1].split("\n## ", 1)[0]
+    command = re.search(r"^(gmx bench .*bench-range-" + tag + r" .*)$", section, re.M)
+    rows = re.findall(r"^\| (\d+) \| ([\d.]+) \| ([\d.]+) \|$", section, re.M)
     if not command or len(rows) < 2:
         return None
     lo, hi = rows[0], rows[1]
