@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gmcodec.metrics import mean_or_none
+
 ROOT = Path(__file__).resolve().parent.parent
 HISTORY = ROOT / "docs" / "bench-history.json"
 RESULTS = "docs/bench-results.json"
@@ -38,10 +40,6 @@ EARLY_FORMATS = {**{f"gm-small-v{i}": "1.0" for i in range(1, 11)}, "gm-small-v1
 EARLY_FORMATS.update({f"gm-small-v{i}": "1.2" for i in range(12, 16)})
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
 def _point(p: dict[str, Any]) -> dict[str, float]:
     return {"quality": p["quality"], "bpp": p["bpp"], "psnr": p["psnr"]}
 
@@ -55,7 +53,7 @@ def _bracket(rows: list[dict[str, Any]], bpp: float) -> list[dict[str, float]]:
     return [_point(p) for p in picked]
 
 
-def range_of(results: dict[str, Any]) -> dict[str, list[float]]:
+def range_of(results: dict[str, Any]) -> dict[str, Any]:
     """bpp/PSNR at the lowest and the highest quality of a range run's gmx rows."""
     points = sorted(results["codecs"]["gmx"], key=lambda p: p["quality"])
     lo, hi = points[0], points[-1]
@@ -76,14 +74,13 @@ def entry(results: dict[str, Any], range_run: dict[str, Any] | None = None) -> d
         "gpu": results["machine"].get("gpu"),
         "bd": {k: results["bd_rate_vs"].get(v) for k, v in BD_KEYS.items()},
         "bd_msssim_jpeg": (results.get("bd_rate_msssim_vs") or {}).get("jpeg"),
-        "encode_s": _mean([p["encode_s"] for p in rows]),
-        "decode_s": _mean([p["decode_s"] for p in rows]),
+        "encode_s": mean_or_none(p["encode_s"] for p in rows),
+        "decode_s": mean_or_none(p["decode_s"] for p in rows),
         "transforms_s": stages.get("encode", {}).get("transforms"),
         "cache_s": [cache["with_s"], cache["without_s"]] if cache else None,
         "monotonic": _rising(rows),
         "top": _point(max(rows, key=lambda p: p["quality"])),
         "jpeg_near_top": _bracket(results["codecs"].get("jpeg", []), max(p["bpp"] for p in rows)),
-        "command": results.get("command", ""),
     }
     out["range"] = range_run
     return out

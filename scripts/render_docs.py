@@ -16,7 +16,6 @@ import re
 import sys
 import textwrap
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import bench_history
@@ -45,7 +44,8 @@ def _bits(key: str, bd: float) -> str:
 
 
 def _cpu(entry: Entry) -> str:
-    return (entry["cpu"] or "unknown CPU").replace("(R)", "")
+    """The machine a report timed: its GPU when it ran on one, else its CPU."""
+    return (entry["gpu"] or entry["cpu"] or "unknown CPU").replace("(R)", "")
 
 
 def status(history: list[Entry]) -> str:
@@ -210,11 +210,11 @@ def fill(page: str, name: str, text: str) -> str:
     return pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), page)
 
 
-def render(history: list[Entry], root: Path = ROOT) -> dict[str, str]:
+def render(history: list[Entry]) -> dict[str, str]:
     """Each file of BLOCKS with its generated blocks filled in from `history`."""
     pages = {}
     for rel, blocks in BLOCKS.items():
-        page = (root / rel).read_text()
+        page = (ROOT / rel).read_text()
         for name, make in blocks.items():
             page = fill(page, name, make(history))
         pages[rel] = page
@@ -225,12 +225,13 @@ def main(argv: list[str]) -> int:
     history = bench_history.load()
     if not history:
         raise SystemExit(f"error: {bench_history.HISTORY} is missing or empty")
-    stale = [rel for rel, page in render(history).items() if (ROOT / rel).read_text() != page]
+    pages = render(history)
+    stale = [rel for rel, page in pages.items() if (ROOT / rel).read_text() != page]
     if "--check" in argv:
         print("stale: " + ", ".join(stale) if stale else "docs match the history")
         return 1 if stale else 0
-    for rel, page in render(history).items():
-        (ROOT / rel).write_text(page)
+    for rel in stale:
+        (ROOT / rel).write_text(pages[rel])
     print(f"rendered {len(BLOCKS)} files; changed: {', '.join(stale) or 'none'}")
     return 0
 
