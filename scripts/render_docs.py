@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import bench_history
+import training_chain
 
 ROOT = bench_history.ROOT
 Entry = dict[str, Any]
@@ -190,8 +191,62 @@ def history_table(history: list[Entry]) -> str:
     return "\n".join([head, "|" + " --- |" * 11, *(_row(e) for e in history)])
 
 
+def _chain(history: list[Entry]) -> list[training_chain.Totals]:
+    """The chain's running totals; its newest model must be the shipped one."""
+    totals = training_chain.cumulative(training_chain.load())
+    shipped, published = [t for t in totals if t.model][-1].model, history[-1]["model"]
+    if shipped != published:
+        raise SystemExit(f"error: the chain ends at {shipped}, the history at {published}")
+    return totals
+
+
+def training(history: list[Entry]) -> str:
+    """README's line on how long the shipped weights trained, summed from the chain."""
+    chain = _chain(history)
+    t = chain[-1]
+    return _wrap(
+        f"`{t.model}` trained {t.gpu_minutes:g} minutes on one H200 GPU, then about "
+        f"{t.cpu_hours:.1f} hours on a 2-core CPU: {t.steps:,} steps in {len(chain)} "
+        "rounds (`docs/training-chain.json`, run log in `docs/TRAINING.md`)."
+    )
+
+
+def _gain_row(t: training_chain.Totals, e: Entry, prev: tuple | None) -> str:
+    per_hour = "–"
+    if prev is not None and t.cpu_hours > prev[0].cpu_hours:
+        drop = e["bd"]["avif"] - prev[1]["bd"]["avif"]
+        per_hour = f"{drop / (t.cpu_hours - prev[0].cpu_hours):+.2f}"
+    cells = [
+        f"`{e['model']}`",
+        t.run,
+        f"{t.steps:,}",
+        f"{t.gpu_minutes:g}",
+        f"{t.cpu_hours:.1f}",
+        _pct(e["bd"]["avif"]),
+        _pct(e["bd"]["vtm"]),
+        per_hour,
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def chain_table(history: list[Entry]) -> str:
+    """TRAINING's table of RD against training spent: each published model at its chain totals."""
+    by_model = {t.model: t for t in _chain(history)}
+    rows, prev = [], None
+    for e in history:
+        t = by_model[e["model"]]
+        rows.append(_gain_row(t, e, prev))
+        prev = (t, e)
+    head = (
+        "| model | round | steps | GPU min | CPU h | BD vs Pillow AVIF | vs VTM | "
+        "AVIF points per CPU h |"
+    )
+    return "\n".join([head, "|" + " --- |" * 8, *rows])
+
+
 BLOCKS: dict[str, dict[str, Callable[[list[Entry]], str]]] = {
-    "README.md": {"status": status},
+    "README.md": {"training": training, "status": status},
+    "docs/TRAINING.md": {"chain": chain_table},
     "docs/BENCHMARKS.md": {
         "weights": weights,
         "summary": summary,

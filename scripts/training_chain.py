@@ -1,0 +1,104 @@
+"""The training chain behind the shipped weights: GPU minutes, CPU hours and steps, summed.
+
+Usage: python scripts/training_chain.py                         (print the totals per round)
+       python scripts/training_chain.py add RUN MODEL --minutes M [M ...] --steps N [N ...]
+                                                               (append a CPU round that shipped)
+
+`docs/training-chain.json` lists the rounds of the chain, oldest first, each with the minutes
+and optimizer steps of its parts (a part per session a round spanned). The docs quote the
+totals through `scripts/render_docs.py`, so they are sums of this ledger, never sums by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from bench_history import ROOT
+
+CHAIN = ROOT / "docs" / "training-chain.json"
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Cumulative training along the chain up to and including one round."""
+
+    run: str
+    model: str | None
+    steps: int
+    gpu_minutes: float
+    cpu_hours: float
+
+
+def load() -> list[dict[str, Any]]:
+    """The ledger's rounds, checked: known device, parts of equal count, no negative part."""
+    rounds = json.loads(CHAIN.read_text())["rounds"]
+    for r in rounds:
+        if r["device"] not in ("cpu", "gpu"):
+            raise ValueError(f"{r['run']}: device must be cpu or gpu, not {r['device']!r}")
+        if len(r["minutes"]) != len(r["steps"]) or not r["minutes"]:
+            raise ValueError(f"{r['run']}: minutes and steps need one entry per part")
+        if min(r["minutes"]) < 0 or min(r["steps"]) < 0:
+            raise ValueError(f"{r['run']}: negative minutes or steps")
+    return rounds
+
+
+def cumulative(rounds: list[dict[str, Any]]) -> list[Totals]:
+    """Running totals after each round: steps, GPU minutes and CPU hours since scratch."""
+    out, steps, minutes = [], 0, {"cpu": 0.0, "gpu": 0.0}
+    for r in rounds:
+        steps += sum(r["steps"])
+        minutes[r["device"]] += sum(r["minutes"])
+        out.append(Totals(r["run"], r["model"], steps, minutes["gpu"], minutes["cpu"] / 60))
+    return out
+
+
+def upto(rounds: list[dict[str, Any]], model: str) -> Totals:
+    """The totals of the chain up to the round that exported `model`."""
+    for t in cumulative(rounds):
+        if t.model == model:
+            return t
+    raise KeyError(f"{model} is not in {CHAIN.name}")
+
+
+def add(run: str, model: str, minutes: list[float], steps: list[int]) -> None:
+    """Append a CPU round to the ledger; its run and model must be new."""
+    data = json.loads(CHAIN.read_text())
+    if any(r["run"] == run or r["model"] == model for r in data["rounds"]):
+        raise SystemExit(f"error: {run} or {model} is already in {CHAIN.name}")
+    whole = [int(m) if m == int(m) else m for m in minutes]
+    data["rounds"].append(
+        {"run": run, "device": "cpu", "minutes": whole, "steps": steps, "model": model}
+    )
+    CHAIN.write_text(dumps(data))
+    load()
+
+
+def dumps(data: dict[str, Any]) -> str:
+    """The ledger as JSON text, one line per round (the layout the committed file keeps)."""
+    lines = ",\n".join("    " + json.dumps(r) for r in data["rounds"])
+    return f'{{\n  "about": {json.dumps(data["about"])},\n  "rounds": [\n{lines}\n  ]\n}}\n'
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["add"]:
+        p = argparse.ArgumentParser(prog="training_chain.py add")
+        p.add_argument("run")
+        p.add_argument("model")
+        p.add_argument("--minutes", type=float, nargs="+", required=True)
+        p.add_argument("--steps", type=int, nargs="+", required=True)
+        a = p.parse_args(argv[1:])
+        add(a.run, a.model, a.minutes, a.steps)
+    print("| run | model | steps | GPU min | CPU h |")
+    for t in cumulative(load()):
+        print(
+            f"| {t.run} | {t.model or '-'} | {t.steps:,} | {t.gpu_minutes:g} | {t.cpu_hours:.1f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
