@@ -211,7 +211,9 @@ def training(history: list[Entry]) -> str:
     )
 
 
-def _gain_row(t: training_chain.Totals, e: Entry, prev: tuple | None) -> str:
+def _gain_row(
+    t: training_chain.Totals, e: Entry, prev: tuple[training_chain.Totals, Entry] | None
+) -> str:
     per_hour = "–"
     if prev is not None and t.cpu_hours > prev[0].cpu_hours:
         drop = e["bd"]["avif"] - prev[1]["bd"]["avif"]
@@ -232,6 +234,9 @@ def _gain_row(t: training_chain.Totals, e: Entry, prev: tuple | None) -> str:
 def chain_table(history: list[Entry]) -> str:
     """TRAINING's table of RD against training spent: each published model at its chain totals."""
     by_model = {t.model: t for t in _chain(history)}
+    missing = [e["model"] for e in history if e["model"] not in by_model]
+    if missing:
+        raise SystemExit(f"error: {', '.join(missing)} published but not in the training chain")
     rows, prev = [], None
     for e in history:
         t = by_model[e["model"]]

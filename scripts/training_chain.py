@@ -2,7 +2,7 @@
 
 Usage: python scripts/training_chain.py                         (print the totals per round)
        python scripts/training_chain.py add RUN MODEL --minutes M [M ...] --steps N [N ...]
-                                                               (append a CPU round that shipped)
+                                       [--device gpu]          (append a round that shipped)
 
 `docs/training-chain.json` lists the rounds of the chain, oldest first, each with the minutes
 and optimizer steps of its parts (a part per session a round spanned). The docs quote the
@@ -64,14 +64,14 @@ def upto(rounds: list[dict[str, Any]], model: str) -> Totals:
     raise KeyError(f"{model} is not in {CHAIN.name}")
 
 
-def add(run: str, model: str, minutes: list[float], steps: list[int]) -> None:
-    """Append a CPU round to the ledger; its run and model must be new."""
+def add(run: str, model: str, minutes: list[float], steps: list[int], device: str = "cpu") -> None:
+    """Append a round to the ledger; its run and model must be new."""
     data = json.loads(CHAIN.read_text())
     if any(r["run"] == run or r["model"] == model for r in data["rounds"]):
         raise SystemExit(f"error: {run} or {model} is already in {CHAIN.name}")
     whole = [int(m) if m == int(m) else m for m in minutes]
     data["rounds"].append(
-        {"run": run, "device": "cpu", "minutes": whole, "steps": steps, "model": model}
+        {"run": run, "device": device, "minutes": whole, "steps": steps, "model": model}
     )
     CHAIN.write_text(dumps(data))
     load()
@@ -90,8 +90,9 @@ def main(argv: list[str]) -> int:
         p.add_argument("model")
         p.add_argument("--minutes", type=float, nargs="+", required=True)
         p.add_argument("--steps", type=int, nargs="+", required=True)
+        p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
         a = p.parse_args(argv[1:])
-        add(a.run, a.model, a.minutes, a.steps)
+        add(a.run, a.model, a.minutes, a.steps, a.device)
     print("| run | model | steps | GPU min | CPU h |")
     for t in cumulative(load()):
         print(

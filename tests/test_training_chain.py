@@ -56,6 +56,8 @@ def test_add_appends_a_round_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     ]
     with pytest.raises(SystemExit, match="already"):
         training_chain.add("cpu10", "m-v9", [1.0], [1])
+    training_chain.add("gpu3", "m-v10", [9.5], [6000], device="gpu")
+    assert training_chain.cumulative(training_chain.load())[-1].gpu_minutes == 9.5
 
 
 def test_committed_ledger_keeps_its_layout_and_ends_at_the_shipped_model() -> None:
@@ -95,3 +97,6 @@ def test_chain_table_rates_the_gain_per_cpu_hour(
     assert "about 2.0 hours" in render_docs.training(history)
     with pytest.raises(SystemExit, match="chain ends at m-v2"):
         render_docs.training(history[:1])
+    stray = [bench_history.entry(fake_results("m-v0", 40.0)), *history]
+    with pytest.raises(SystemExit, match="m-v0 published but not in the training chain"):
+        render_docs.chain_table(stray)
