@@ -6,8 +6,9 @@ Training steps use the math attention kernel on a CPU (``device.gradient_attenti
 The optimizer is ``train.adamw`` (fused AdamW); --default-adamw times PyTorch's default AdamW
 instead (on a CPU a loop over the parameters), which training used before session 13.
 
-With --profile, the ops with the most self CPU time over one eager bf16 timing (warm-up
-step included), from torch.profiler.
+With --profile, the ops with the most self CPU time over one eager timing (warm-up step
+included) in the precision ``gmcodec.train --bf16 auto`` picks on this CPU (bf16 only where it
+has bf16 units), from torch.profiler.
 
 With --weights, also the training loss of one fixed batch of validation crops under both
 precisions, so that bf16's speed can be weighed against how closely it tracks fp32.
@@ -25,6 +26,7 @@ import torch
 from gmcodec import train
 from gmcodec.config import ModelConfig
 from gmcodec.data import CropSampler, load_images
+from gmcodec.device import use_bf16
 
 
 def loss_by_precision(weights: str, data: str, batch: int, crop: int) -> None:
@@ -40,10 +42,13 @@ def loss_by_precision(weights: str, data: str, batch: int, crop: int) -> None:
         print(f"bf16={bf16}: " + ", ".join(f"{k} {float(v):.5f}" for k, v in m.items()))
 
 
-def profile_bf16(batch: int, crop: int, steps: int) -> None:
-    """Print the 8 ops with the most self CPU time over an eager bf16 ``seconds_per_step``."""
+def profile_steps(batch: int, crop: int, steps: int) -> None:
+    """Print the 8 ops with the most self CPU time over an eager ``seconds_per_step``, in the
+    precision that training's ``--bf16 auto`` uses on this CPU."""
+    bf16 = use_bf16(torch.device("cpu"))
     with torch.profiler.profile() as prof:
-        train.seconds_per_step(ModelConfig(), batch, crop, steps, bf16=True)
+        train.seconds_per_step(ModelConfig(), batch, crop, steps, bf16=bf16)
+    print(f"profile, bf16={bf16}:")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
 
 
@@ -57,7 +62,7 @@ if __name__ == "__main__":
     p.add_argument("--compile", action="store_true", help="also time bf16 with torch.compile")
     p.add_argument("--fused-attention", action="store_true", help="PyTorch's default kernel")
     p.add_argument("--default-adamw", action="store_true", help="AdamW before session 13")
-    p.add_argument("--profile", action="store_true", help="top ops of the eager bf16 steps")
+    p.add_argument("--profile", action="store_true", help="top ops of the eager steps")
     a = p.parse_args()
     if a.fused_attention:  # train_step enters whatever context this returns
         train.gradient_attention = lambda device: nullcontext()
@@ -67,6 +72,6 @@ if __name__ == "__main__":
         seconds = train.seconds_per_step(ModelConfig(), a.batch, a.crop, a.steps, bf16, compiled)
         print(f"bf16={bf16} compile={compiled}: {seconds:.3f} s/step")
     if a.profile:
-        profile_bf16(a.batch, a.crop, a.steps)
+        profile_steps(a.batch, a.crop, a.steps)
     if a.weights:
         loss_by_precision(a.weights, a.data, a.batch, a.crop)

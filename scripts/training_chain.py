@@ -34,8 +34,12 @@ class Totals:
 
 
 def load() -> list[dict[str, Any]]:
-    """The ledger's rounds, checked: known device, parts of equal count, no negative part."""
-    rounds = json.loads(CHAIN.read_text())["rounds"]
+    """The ledger's rounds, checked (``check``)."""
+    return check(json.loads(CHAIN.read_text())["rounds"])
+
+
+def check(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rounds`, if each has a known device, parts of equal count and no negative part."""
     for r in rounds:
         if r["device"] not in ("cpu", "gpu"):
             raise ValueError(f"{r['run']}: device must be cpu or gpu, not {r['device']!r}")
@@ -56,14 +60,6 @@ def cumulative(rounds: list[dict[str, Any]]) -> list[Totals]:
     return out
 
 
-def upto(rounds: list[dict[str, Any]], model: str) -> Totals:
-    """The totals of the chain up to the round that exported `model`."""
-    for t in cumulative(rounds):
-        if t.model == model:
-            return t
-    raise KeyError(f"{model} is not in {CHAIN.name}")
-
-
 def add(run: str, model: str, minutes: list[float], steps: list[int], device: str = "cpu") -> None:
     """Append a round to the ledger; its run and model must be new."""
     data = json.loads(CHAIN.read_text())
@@ -73,8 +69,8 @@ def add(run: str, model: str, minutes: list[float], steps: list[int], device: st
     data["rounds"].append(
         {"run": run, "device": device, "minutes": whole, "steps": steps, "model": model}
     )
+    check(data["rounds"])
     CHAIN.write_text(dumps(data))
-    load()
 
 
 def dumps(data: dict[str, Any]) -> str:
