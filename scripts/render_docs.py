@@ -200,12 +200,19 @@ def _chain(history: list[Entry]) -> list[training_chain.Totals]:
     return totals
 
 
+def _cards(gpus: tuple[str, ...]) -> str:
+    """The GPUs the chain ran on, as the training line names them."""
+    if len(gpus) == 1:
+        return f"one {gpus[0]} GPU"
+    return f"{' and '.join(gpus)} GPUs, one at a time" if gpus else "no GPU"
+
+
 def training(history: list[Entry]) -> str:
     """README's line on how long the shipped weights trained, summed from the chain."""
     chain = _chain(history)
     t = chain[-1]
     return _wrap(
-        f"`{t.model}` trained {t.gpu_minutes:g} minutes on one H200 GPU, then about "
+        f"`{t.model}` trained {t.gpu_minutes:g} minutes on {_cards(t.gpus)}, then about "
         f"{t.cpu_hours:.1f} hours on a 2-core CPU: {t.steps:,} steps in {len(chain)} "
         "rounds (`docs/training-chain.json`, run log in `docs/TRAINING.md`)."
     )

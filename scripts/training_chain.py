@@ -2,10 +2,11 @@
 
 Usage: python scripts/training_chain.py                         (print the totals per round)
        python scripts/training_chain.py add RUN MODEL --minutes M [M ...] --steps N [N ...]
-                                       [--device gpu]          (append a round that shipped)
+                                       [--device gpu --gpu H100]   (append a round that shipped)
 
 `docs/training-chain.json` lists the rounds of the chain, oldest first, each with the minutes
-and optimizer steps of its parts (a part per session a round spanned). The docs quote the
+and optimizer steps of its parts (a part per session a round spanned), and each GPU round the
+card it ran on (`gpu`, e.g. "H200"). The docs quote the
 totals through `scripts/render_docs.py`, so they are sums of this ledger, never sums by hand.
 """
 
@@ -31,6 +32,7 @@ class Totals:
     steps: int
     gpu_minutes: float
     cpu_hours: float
+    gpus: tuple[str, ...] = ()
 
 
 def load() -> list[dict[str, Any]]:
@@ -39,10 +41,13 @@ def load() -> list[dict[str, Any]]:
 
 
 def check(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`rounds`, if each has a known device, parts of equal count and no negative part."""
+    """`rounds`, if each has a known device (a GPU round: its card), parts of equal count and
+    no negative part."""
     for r in rounds:
         if r["device"] not in ("cpu", "gpu"):
             raise ValueError(f"{r['run']}: device must be cpu or gpu, not {r['device']!r}")
+        if (r["device"] == "gpu") != bool(r.get("gpu")):
+            raise ValueError(f"{r['run']}: a GPU round names its card (gpu), a CPU round none")
         if len(r["minutes"]) != len(r["steps"]) or not r["minutes"]:
             raise ValueError(f"{r['run']}: minutes and steps need one entry per part")
         if min(r["minutes"]) < 0 or min(r["steps"]) < 0:
@@ -51,23 +56,35 @@ def check(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def cumulative(rounds: list[dict[str, Any]]) -> list[Totals]:
-    """Running totals after each round: steps, GPU minutes and CPU hours since scratch."""
-    out, steps, minutes = [], 0, {"cpu": 0.0, "gpu": 0.0}
+    """Running totals after each round: steps, GPU minutes, CPU hours and GPU cards since
+    scratch (the cards in order of first use)."""
+    out, steps, minutes, gpus = [], 0, {"cpu": 0.0, "gpu": 0.0}, ()
     for r in rounds:
         steps += sum(r["steps"])
         minutes[r["device"]] += sum(r["minutes"])
-        out.append(Totals(r["run"], r["model"], steps, minutes["gpu"], minutes["cpu"] / 60))
+        if r.get("gpu") and r["gpu"] not in gpus:
+            gpus += (r["gpu"],)
+        m = minutes["gpu"], minutes["cpu"] / 60
+        out.append(Totals(r["run"], r["model"], steps, *m, gpus))
     return out
 
 
-def add(run: str, model: str, minutes: list[float], steps: list[int], device: str = "cpu") -> None:
-    """Append a round to the ledger; its run and model must be new."""
+def add(
+    run: str,
+    model: str,
+    minutes: list[float],
+    steps: list[int],
+    device: str = "cpu",
+    gpu: str | None = None,
+) -> None:
+    """Append a round to the ledger; its run and model must be new, a GPU round names its card."""
     data = json.loads(CHAIN.read_text())
     if any(r["run"] == run or r["model"] == model for r in data["rounds"]):
         raise SystemExit(f"error: {run} or {model} is already in {CHAIN.name}")
     whole = [int(m) if m == int(m) else m for m in minutes]
+    card = {"gpu": gpu} if gpu else {}
     data["rounds"].append(
-        {"run": run, "device": device, "minutes": whole, "steps": steps, "model": model}
+        {"run": run, "device": device, **card, "minutes": whole, "steps": steps, "model": model}
     )
     check(data["rounds"])
     CHAIN.write_text(dumps(data))
@@ -87,8 +104,9 @@ def main(argv: list[str]) -> int:
         p.add_argument("--minutes", type=float, nargs="+", required=True)
         p.add_argument("--steps", type=int, nargs="+", required=True)
         p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+        p.add_argument("--gpu", help="the card a GPU round ran on, e.g. H100")
         a = p.parse_args(argv[1:])
-        add(a.run, a.model, a.minutes, a.steps, a.device)
+        add(a.run, a.model, a.minutes, a.steps, a.device, a.gpu)
     print("| run | model | steps | GPU min | CPU h |")
     for t in cumulative(load()):
         print(

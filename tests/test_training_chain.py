@@ -21,7 +21,14 @@ def fake_ledger(path: Path, rounds: list[dict]) -> None:
 
 def test_cumulative_sums_steps_and_minutes_by_device() -> None:
     rounds = [
-        {"run": "g", "device": "gpu", "minutes": [6.5], "steps": [100], "model": None},
+        {
+            "run": "g",
+            "device": "gpu",
+            "gpu": "H200",
+            "minutes": [6.5],
+            "steps": [100],
+            "model": None,
+        },
         {"run": "c", "device": "cpu", "minutes": [30, 60], "steps": [10, 20], "model": "m-v1"},
         {"run": "d", "device": "cpu", "minutes": [90], "steps": [5], "model": "m-v2"},
     ]
@@ -29,6 +36,7 @@ def test_cumulative_sums_steps_and_minutes_by_device() -> None:
     assert [t.steps for t in totals] == [100, 130, 135]
     assert [t.cpu_hours for t in totals] == [0.0, 1.5, 3.0]
     assert {t.gpu_minutes for t in totals} == {6.5}
+    assert {t.gpus for t in totals} == {("H200",)}
 
 
 def test_load_rejects_a_malformed_round(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,6 +44,8 @@ def test_load_rejects_a_malformed_round(tmp_path: Path, monkeypatch: pytest.Monk
     base = {"run": "c", "device": "cpu", "minutes": [30], "steps": [10], "model": "m-v1"}
     for bad, message in (
         ({"device": "tpu"}, "device"),
+        ({"device": "gpu"}, "names its card"),
+        ({"gpu": "H100"}, "names its card"),
         ({"minutes": [30, 5]}, "one entry per part"),
         ({"steps": [-1]}, "negative"),
     ):
@@ -53,7 +63,9 @@ def test_add_appends_a_round_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     ]
     with pytest.raises(SystemExit, match="already"):
         training_chain.add("cpu10", "m-v9", [1.0], [1])
-    training_chain.add("gpu3", "m-v10", [9.5], [6000], device="gpu")
+    with pytest.raises(ValueError, match="names its card"):
+        training_chain.add("gpu3", "m-v10", [9.5], [6000], device="gpu")
+    training_chain.add("gpu3", "m-v10", [9.5], [6000], device="gpu", gpu="H100")
     assert training_chain.cumulative(training_chain.load())[-1].gpu_minutes == 9.5
     before = training_chain.CHAIN.read_text()
     with pytest.raises(ValueError, match="negative"):
@@ -87,7 +99,14 @@ def test_chain_table_rates_the_gain_per_cpu_hour(
     fake_ledger(
         tmp_path / "chain.json",
         [
-            {"run": "a", "device": "gpu", "minutes": [8], "steps": [50], "model": "m-v1"},
+            {
+                "run": "a",
+                "device": "gpu",
+                "gpu": "H100",
+                "minutes": [8],
+                "steps": [50],
+                "model": "m-v1",
+            },
             {"run": "b", "device": "cpu", "minutes": [120], "steps": [70], "model": "m-v2"},
         ],
     )
@@ -95,7 +114,10 @@ def test_chain_table_rates_the_gain_per_cpu_hour(
     rows = render_docs.chain_table(history).splitlines()
     assert rows[2].endswith("| +30.0% | +60.0% | – |")
     assert rows[3] == "| `m-v2` | b | 120 | 8 | 2.0 | +26.0% | +60.0% | -2.00 |"
-    assert "about 2.0 hours" in render_docs.training(history)
+    assert "trained 8 minutes on one H100 GPU, then about 2.0 hours" in render_docs.training(
+        history
+    )
+    assert render_docs._cards(("H200", "H100")) == "H200 and H100 GPUs, one at a time"
     with pytest.raises(SystemExit, match="chain ends at m-v2"):
         render_docs.training(history[:1])
     stray = [bench_history.entry(fake_results("m-v0", 40.0)), *history]
