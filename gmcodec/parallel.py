@@ -14,7 +14,7 @@ and writes checkpoints and logs.
 from __future__ import annotations
 
 import os
-import socket
+import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -94,22 +94,20 @@ class Group:
             raise DesyncError(f"ranks' weights differ (parameter sums {sums.tolist()})")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(fn: Callable[..., Any], world: int, *args: Any) -> None:
-    """Run ``fn(*args, group)`` in ``world`` spawned processes of cores // world threads each."""
-    mp.spawn(_entry, args=(world, _free_port(), fn, args), nprocs=world, join=True)
+    """Run ``fn(*args, group)`` in ``world`` spawned processes of cores // world threads each.
+
+    The ranks meet through a file in a fresh temporary folder, not a TCP port picked in
+    advance, which another process could take between the pick and the ranks' bind.
+    """
+    with tempfile.TemporaryDirectory(prefix="gmx-ranks-") as folder:
+        store = f"file://{os.path.join(folder, 'store')}"
+        mp.spawn(_entry, args=(world, store, fn, args), nprocs=world, join=True)
 
 
-def _entry(rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple) -> None:
+def _entry(rank: int, world: int, store: str, fn: Callable[..., Any], args: tuple) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world)
     try:
         fn(*args, Group(rank, world))
     finally:
