@@ -2,7 +2,7 @@
 
 Usage: python scripts/training_chain.py                         (print the totals per round)
        python scripts/training_chain.py add RUN MODEL --minutes M [M ...] --steps N [N ...]
-                                       [--device gpu --gpu H100]   (append a round that shipped)
+                                       [--gpu H100]            (append a round that shipped)
 
 `docs/training-chain.json` lists the rounds of the chain, oldest first, each with the minutes
 and optimizer steps of its parts (a part per session a round spanned), and each GPU round the
@@ -32,7 +32,7 @@ class Totals:
     steps: int
     gpu_minutes: float
     cpu_hours: float
-    gpus: tuple[str, ...] = ()
+    gpus: tuple[str, ...]
 
 
 def load() -> list[dict[str, Any]]:
@@ -74,10 +74,12 @@ def add(
     model: str,
     minutes: list[float],
     steps: list[int],
-    device: str = "cpu",
+    device: str | None = None,
     gpu: str | None = None,
 ) -> None:
-    """Append a round to the ledger; its run and model must be new, a GPU round names its card."""
+    """Append a round to the ledger; its run and model must be new, a GPU round names its card
+    (``gpu``, which alone makes the round a GPU one; ``device`` defaults to what it implies)."""
+    device = device or ("gpu" if gpu else "cpu")
     data = json.loads(CHAIN.read_text())
     if any(r["run"] == run or r["model"] == model for r in data["rounds"]):
         raise SystemExit(f"error: {run} or {model} is already in {CHAIN.name}")
@@ -103,10 +105,9 @@ def main(argv: list[str]) -> int:
         p.add_argument("model")
         p.add_argument("--minutes", type=float, nargs="+", required=True)
         p.add_argument("--steps", type=int, nargs="+", required=True)
-        p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-        p.add_argument("--gpu", help="the card a GPU round ran on, e.g. H100")
+        p.add_argument("--gpu", help="a GPU round: the card it ran on, e.g. H100")
         a = p.parse_args(argv[1:])
-        add(a.run, a.model, a.minutes, a.steps, a.device, a.gpu)
+        add(a.run, a.model, a.minutes, a.steps, gpu=a.gpu)
     print("| run | model | steps | GPU min | CPU h |")
     for t in cumulative(load()):
         print(

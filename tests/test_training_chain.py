@@ -71,6 +71,8 @@ def test_add_appends_a_round_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with pytest.raises(ValueError, match="negative"):
         training_chain.add("cpu11", "m-v11", [5.0], [-3])
     assert training_chain.CHAIN.read_text() == before  # a bad round is never written
+    training_chain.main(["add", "gpu4", "m-v12", "--minutes", "2", "--steps", "9", "--gpu", "H200"])
+    assert training_chain.load()[-1]["device"] == "gpu"  # the card alone makes a GPU round
 
 
 def test_committed_ledger_keeps_its_layout_and_ends_at_the_shipped_model() -> None:
