@@ -40,9 +40,13 @@ has_average() {
   python -c "import sys; from gmcodec import checkpoint; sys.exit(not checkpoint.load_averaged(sys.argv[1]))" "$1"
 }
 
+bench_failed() { # bench_failed LOG: say so on stderr, with the bench's last line (its error)
+  echo "post_round.sh: gmx bench failed ($1): $(tail -n 1 "$1")" >&2
+}
+
 file_bd() { # file_bd WEIGHTS_DIR LABEL: real-file BD-rate (%) on VAL_FILES against BASE
   GMX_WEIGHTS=$1 gmx bench "$VAL_FILES" --codecs gmx -o "runs/valfiles-$2" --quiet \
-    > "runs/valfiles-$2.log" 2>&1 || return 1
+    > "runs/valfiles-$2.log" 2>&1 || { bench_failed "runs/valfiles-$2.log"; return 1; }
   python - "runs/valfiles-base/results.json" "runs/valfiles-$2/results.json" <<'EOF'
 import json, sys
 from gmcodec.metrics import bd_rate, rd_points
@@ -78,7 +82,7 @@ from gmcodec.train import load_any
 zoo.export(load_any(sys.argv[1]), "base", Path("runs/valfiles-base-w"))
 EOF
   GMX_WEIGHTS=runs/valfiles-base-w gmx bench "$VAL_FILES" --codecs gmx -o runs/valfiles-base \
-    --quiet > runs/valfiles-base.log 2>&1 || { echo "post_round.sh: base bench failed" >&2; exit 1; }
+    --quiet > runs/valfiles-base.log 2>&1 || { bench_failed runs/valfiles-base.log; exit 1; }
 fi
 for ck in "$@"; do
   arm=$(basename "$ck")

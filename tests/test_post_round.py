@@ -130,3 +130,16 @@ def test_q_high_reaches_every_export(tmp_path):
         "ck/a cand --weights runs/cand-a --q-low -2.7 --q-high 8.3",
         "ck/a gm-test-v2 --q-low -2.7 --q-high 8.3",
     ]
+
+
+def test_a_failing_bench_names_its_error(tmp_path):
+    env = {**_tree(tmp_path, {"runs/cand-a/cand.pt": (-1.0, -1.0)}), "VAL_FILES": str(tmp_path)}
+    gmx = tmp_path / "bin" / "gmx"
+    error = "ModuleNotFoundError: No module named 'gmcodec'"
+    gmx.write_text(f'#!/bin/sh\necho "{error}" >&2\nexit 1\n')
+    zoo.export(GMModel(ModelConfig(N=8, M=16, Nz=8, C=16, slices=(8, 8))), "base", tmp_path)
+    _ckpt(tmp_path / "ck" / "a", averaged=False)
+    done = _post_round(tmp_path, env, "ck/a", base=str(tmp_path / "base.pt"))
+    assert done.returncode == 1
+    assert "gmx bench failed (runs/valfiles-base.log)" in done.stderr
+    assert error in done.stderr
