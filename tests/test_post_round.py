@@ -72,6 +72,12 @@ def _ckpt(path: Path, averaged: bool) -> None:
     checkpoint.save(path, model, None, {"step": 1}, averaged=avg)
 
 
+def _base(tmp_path: Path) -> Path:
+    """A tiny real model exported as tmp_path/base.pt, the round's base weights."""
+    zoo.export(GMModel(ModelConfig(N=8, M=16, Nz=8, C=16, slices=(8, 8))), "base", tmp_path)
+    return tmp_path / "base.pt"
+
+
 def _post_round(tmp_path: Path, env: dict[str, str], *ckpts: str, base: str = "weights/base.pt"):
     cmd = ["bash", str(SCRIPT), base, "gm-test-v2", *ckpts]
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -100,8 +106,7 @@ def test_real_files_on_validation_decide_when_given(tmp_path):
     verdicts = {"runs/cand-a/cand.pt": (-1.0, -1.5), "runs/cand-b/cand.pt": (-1.0, -0.5)}
     scales = {"runs/valfiles-base-w": 1.0, "runs/cand-a": 0.99, "runs/cand-b": 0.97}
     env = {**_tree(tmp_path, verdicts, scales), "VAL_FILES": str(tmp_path)}
-    base = tmp_path / "base.pt"
-    zoo.export(GMModel(ModelConfig(N=8, M=16, Nz=8, C=16, slices=(8, 8))), "base", tmp_path)
+    base = _base(tmp_path)
     _ckpt(tmp_path / "ck" / "a", averaged=False)
     _ckpt(tmp_path / "ck" / "b", averaged=False)
     done = _post_round(tmp_path, env, "ck/a", "ck/b", base=str(base))
@@ -137,9 +142,8 @@ def test_a_failing_bench_names_its_error(tmp_path):
     gmx = tmp_path / "bin" / "gmx"
     error = "ModuleNotFoundError: No module named 'gmcodec'"
     gmx.write_text(f'#!/bin/sh\necho "{error}" >&2\nexit 1\n')
-    zoo.export(GMModel(ModelConfig(N=8, M=16, Nz=8, C=16, slices=(8, 8))), "base", tmp_path)
     _ckpt(tmp_path / "ck" / "a", averaged=False)
-    done = _post_round(tmp_path, env, "ck/a", base=str(tmp_path / "base.pt"))
+    done = _post_round(tmp_path, env, "ck/a", base=str(_base(tmp_path)))
     assert done.returncode == 1
     assert "gmx bench failed (runs/valfiles-base.log)" in done.stderr
     assert error in done.stderr
