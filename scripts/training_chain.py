@@ -41,13 +41,11 @@ def load() -> list[dict[str, Any]]:
 
 
 def check(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`rounds`, if each has a known device (a GPU round: its card), parts of equal count and
-    no negative part."""
+    """`rounds`, if a GPU round's card (``gpu``) is a non-empty name, each round's parts are of
+    equal count and none is negative. A round without ``gpu`` is a CPU round."""
     for r in rounds:
-        if r["device"] not in ("cpu", "gpu"):
-            raise ValueError(f"{r['run']}: device must be cpu or gpu, not {r['device']!r}")
-        if (r["device"] == "gpu") != bool(r.get("gpu")):
-            raise ValueError(f"{r['run']}: a GPU round names its card (gpu), a CPU round none")
+        if "gpu" in r and not (isinstance(r["gpu"], str) and r["gpu"]):
+            raise ValueError(f"{r['run']}: gpu names the card a GPU round ran on, not {r['gpu']!r}")
         if len(r["minutes"]) != len(r["steps"]) or not r["minutes"]:
             raise ValueError(f"{r['run']}: minutes and steps need one entry per part")
         if min(r["minutes"]) < 0 or min(r["steps"]) < 0:
@@ -61,8 +59,8 @@ def cumulative(rounds: list[dict[str, Any]]) -> list[Totals]:
     out, steps, minutes, gpus = [], 0, {"cpu": 0.0, "gpu": 0.0}, ()
     for r in rounds:
         steps += sum(r["steps"])
-        minutes[r["device"]] += sum(r["minutes"])
-        if r.get("gpu") and r["gpu"] not in gpus:
+        minutes["gpu" if "gpu" in r else "cpu"] += sum(r["minutes"])
+        if "gpu" in r and r["gpu"] not in gpus:
             gpus += (r["gpu"],)
         m = minutes["gpu"], minutes["cpu"] / 60
         out.append(Totals(r["run"], r["model"], steps, *m, gpus))
@@ -74,20 +72,16 @@ def add(
     model: str,
     minutes: list[float],
     steps: list[int],
-    device: str | None = None,
     gpu: str | None = None,
 ) -> None:
-    """Append a round to the ledger; its run and model must be new, a GPU round names its card
-    (``gpu``, which alone makes the round a GPU one; ``device`` defaults to what it implies)."""
-    device = device or ("gpu" if gpu else "cpu")
+    """Append a round to the ledger; its run and model must be new. A GPU round names its card
+    (``gpu``); a round without one is a CPU round."""
     data = json.loads(CHAIN.read_text())
     if any(r["run"] == run or r["model"] == model for r in data["rounds"]):
         raise SystemExit(f"error: {run} or {model} is already in {CHAIN.name}")
     whole = [int(m) if m == int(m) else m for m in minutes]
     card = {"gpu": gpu} if gpu else {}
-    data["rounds"].append(
-        {"run": run, "device": device, **card, "minutes": whole, "steps": steps, "model": model}
-    )
+    data["rounds"].append({"run": run, **card, "minutes": whole, "steps": steps, "model": model})
     check(data["rounds"])
     CHAIN.write_text(dumps(data))
 

@@ -19,18 +19,17 @@ def fake_ledger(path: Path, rounds: list[dict]) -> None:
     path.write_text(training_chain.dumps({"about": "test", "rounds": rounds}))
 
 
-def test_cumulative_sums_steps_and_minutes_by_device() -> None:
+def test_cumulative_sums_steps_and_minutes_by_card() -> None:
     rounds = [
         {
             "run": "g",
-            "device": "gpu",
             "gpu": "H200",
             "minutes": [6.5],
             "steps": [100],
             "model": None,
         },
-        {"run": "c", "device": "cpu", "minutes": [30, 60], "steps": [10, 20], "model": "m-v1"},
-        {"run": "d", "device": "cpu", "minutes": [90], "steps": [5], "model": "m-v2"},
+        {"run": "c", "minutes": [30, 60], "steps": [10, 20], "model": "m-v1"},
+        {"run": "d", "minutes": [90], "steps": [5], "model": "m-v2"},
     ]
     totals = training_chain.cumulative(rounds)
     assert [t.steps for t in totals] == [100, 130, 135]
@@ -41,11 +40,10 @@ def test_cumulative_sums_steps_and_minutes_by_device() -> None:
 
 def test_load_rejects_a_malformed_round(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(training_chain, "CHAIN", tmp_path / "chain.json")
-    base = {"run": "c", "device": "cpu", "minutes": [30], "steps": [10], "model": "m-v1"}
+    base = {"run": "c", "minutes": [30], "steps": [10], "model": "m-v1"}
     for bad, message in (
-        ({"device": "tpu"}, "device"),
-        ({"device": "gpu"}, "names its card"),
-        ({"gpu": "H100"}, "names its card"),
+        ({"gpu": ""}, "names the card"),
+        ({"gpu": None}, "names the card"),
         ({"minutes": [30, 5]}, "one entry per part"),
         ({"steps": [-1]}, "negative"),
     ):
@@ -59,20 +57,19 @@ def test_add_appends_a_round_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     fake_ledger(tmp_path / "chain.json", [])
     training_chain.add("cpu9", "m-v9", [88.0], [9000])
     assert training_chain.load() == [
-        {"run": "cpu9", "device": "cpu", "minutes": [88], "steps": [9000], "model": "m-v9"}
+        {"run": "cpu9", "minutes": [88], "steps": [9000], "model": "m-v9"}
     ]
     with pytest.raises(SystemExit, match="already"):
         training_chain.add("cpu10", "m-v9", [1.0], [1])
-    with pytest.raises(ValueError, match="names its card"):
-        training_chain.add("gpu3", "m-v10", [9.5], [6000], device="gpu")
-    training_chain.add("gpu3", "m-v10", [9.5], [6000], device="gpu", gpu="H100")
+    training_chain.add("gpu3", "m-v10", [9.5], [6000], gpu="H100")
     assert training_chain.cumulative(training_chain.load())[-1].gpu_minutes == 9.5
     before = training_chain.CHAIN.read_text()
     with pytest.raises(ValueError, match="negative"):
         training_chain.add("cpu11", "m-v11", [5.0], [-3])
     assert training_chain.CHAIN.read_text() == before  # a bad round is never written
     training_chain.main(["add", "gpu4", "m-v12", "--minutes", "2", "--steps", "9", "--gpu", "H200"])
-    assert training_chain.load()[-1]["device"] == "gpu"  # the card alone makes a GPU round
+    assert training_chain.load()[-1]["gpu"] == "H200"
+    assert training_chain.cumulative(training_chain.load())[-1].gpu_minutes == 11.5
 
 
 def test_committed_ledger_keeps_its_layout_and_ends_at_the_shipped_model() -> None:
@@ -103,13 +100,12 @@ def test_chain_table_rates_the_gain_per_cpu_hour(
         [
             {
                 "run": "a",
-                "device": "gpu",
                 "gpu": "H100",
                 "minutes": [8],
                 "steps": [50],
                 "model": "m-v1",
             },
-            {"run": "b", "device": "cpu", "minutes": [120], "steps": [70], "model": "m-v2"},
+            {"run": "b", "minutes": [120], "steps": [70], "model": "m-v2"},
         ],
     )
     history = [bench_history.entry(fake_results(m, a)) for m, a in (("m-v1", 30.0), ("m-v2", 26.0))]
