@@ -201,10 +201,16 @@ def _chain(history: list[Entry]) -> list[training_chain.Totals]:
 
 
 def _cards(gpus: tuple[str, ...]) -> str:
-    """The GPUs the chain ran on, as the training line names them."""
+    """The GPUs the chain ran on (one or more), as the training line names them."""
     if len(gpus) == 1:
         return f"one {gpus[0]} GPU"
-    return f"{' and '.join(gpus)} GPUs, one at a time" if gpus else "no GPU"
+    return f"{' and '.join(gpus)} GPUs, one at a time"
+
+
+def _where(t: training_chain.Totals) -> str:
+    """Where the chain up to `t` trained: its GPU minutes (if any), then its CPU hours."""
+    cpu = f"about {t.cpu_hours:.1f} hours on a 2-core CPU"
+    return f"{t.gpu_minutes:g} minutes on {_cards(t.gpus)}, then {cpu}" if t.gpus else cpu
 
 
 def training(history: list[Entry]) -> str:
@@ -212,8 +218,7 @@ def training(history: list[Entry]) -> str:
     chain = _chain(history)
     t = chain[-1]
     return _wrap(
-        f"`{t.model}` trained {t.gpu_minutes:g} minutes on {_cards(t.gpus)}, then about "
-        f"{t.cpu_hours:.1f} hours on a 2-core CPU: {t.steps:,} steps in {len(chain)} "
+        f"`{t.model}` trained {_where(t)}: {t.steps:,} steps in {len(chain)} "
         "rounds (`docs/training-chain.json`, run log in `docs/TRAINING.md`)."
     )
 

@@ -116,6 +116,8 @@ def test_chain_table_rates_the_gain_per_cpu_hour(
         history
     )
     assert render_docs._cards(("H200", "H100")) == "H200 and H100 GPUs, one at a time"
+    cpu_only = render_docs._where(training_chain.cumulative(training_chain.load()[1:])[-1])
+    assert cpu_only == "about 2.0 hours on a 2-core CPU"
     with pytest.raises(SystemExit, match="chain ends at m-v2"):
         render_docs.training(history[:1])
     stray = [bench_history.entry(fake_results("m-v0", 40.0)), *history]
