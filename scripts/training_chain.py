@@ -21,6 +21,7 @@ from typing import Any
 from bench_history import ROOT
 
 CHAIN = ROOT / "docs" / "training-chain.json"
+FIELDS = {"run", "gpu", "minutes", "steps", "model"}  # a round's keys (gpu: GPU rounds only)
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,11 @@ def load() -> list[dict[str, Any]]:
 
 def check(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`rounds`, if a GPU round's card (``gpu``) is a non-empty name, each round's parts are of
-    equal count and none is negative. A round without ``gpu`` is a CPU round."""
+    equal count and none is negative. A round without ``gpu`` is a CPU round; a field the
+    ledger does not know (e.g. the ``device`` of its old layout) is refused, not ignored."""
     for r in rounds:
+        if extra := sorted(set(r) - FIELDS):
+            raise ValueError(f"{r['run']}: unknown field(s) {', '.join(extra)}")
         if "gpu" in r and not (isinstance(r["gpu"], str) and r["gpu"]):
             raise ValueError(f"{r['run']}: gpu names the card a GPU round ran on, not {r['gpu']!r}")
         if len(r["minutes"]) != len(r["steps"]) or not r["minutes"]:

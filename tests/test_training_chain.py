@@ -44,6 +44,7 @@ def test_load_rejects_a_malformed_round(tmp_path: Path, monkeypatch: pytest.Monk
     for bad, message in (
         ({"gpu": ""}, "names the card"),
         ({"gpu": None}, "names the card"),
+        ({"device": "gpu"}, "unknown field"),
         ({"minutes": [30, 5]}, "one entry per part"),
         ({"steps": [-1]}, "negative"),
     ):
