@@ -28,7 +28,8 @@ ANCHORS=${ANCHORS:-../shared/anchors/kodak}
 SHIP=${SHIP_FLAGS:-}
 VAL_FILES=${VAL_FILES:-}
 # The quality mapping of every export: quality 0 -> q = -2.7 and, with Q_HIGH=Q (e.g. when
-# quality 100 falls under 2 bpp on Kodak), quality 100 -> Q (unset: K, the trained rates' count).
+# quality 100 falls under 2 bpp on Kodak, which the script then says), quality 100 -> Q (unset: K,
+# the trained rates' count).
 QMAP="--q-low -2.7"
 [ -n "${Q_HIGH:-}" ] && QMAP="$QMAP --q-high $Q_HIGH"
 mkdir -p runs
@@ -105,6 +106,13 @@ gmx bench "$KODAK" --anchors "$ANCHORS" -o "runs/bench-kodak-$tag" --profile-ima
   > "runs/bench-$tag.log" 2>&1
 gmx bench "$KODAK" --codecs gmx --qualities "gmx=0,100" --profile-images 1 \
   -o "runs/bench-range-$tag" --quiet > "runs/bench-range-$tag.log" 2>&1
+python - "runs/bench-range-$tag/results.json" "${Q_HIGH:-K}" >&2 <<'PY' # the knob must reach 2 bpp
+import json, sys
+top = max(p["bpp"] for p in json.load(open(sys.argv[1]))["codecs"]["gmx"])
+if top < 2:
+    print(f"post_round.sh: quality 100 gives {top:.4f} bpp on Kodak, under 2: export again with"
+          f" a Q_HIGH above {sys.argv[2]} and rerun both Kodak benches")
+PY
 python scripts/rate_gap.py "runs/bench-kodak-$tag/results.json" --ref avif \
   --ref compressai-bmshj2018-hyperprior_mse_cuda > "runs/rate-gap-$tag.txt" 2>&1
 echo "post_round.sh: $NAME exported from $best $best_flags; logs in runs/*-$tag*"

@@ -137,6 +137,18 @@ def test_q_high_reaches_every_export(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("scale, warned", [(0.99, True), (1.0, False)])
+def test_says_when_quality_100_falls_under_2_bpp(tmp_path, scale, warned):
+    # the stub gmx's top point is 2 bpp times the scale of the default weights ("")
+    env = {**_tree(tmp_path, {"runs/cand-a/cand.pt": (-1.0, -1.0)}, {"": scale}), "Q_HIGH": "8.2"}
+    env.pop("GMX_WEIGHTS", None)
+    _ckpt(tmp_path / "ck" / "a", averaged=False)
+    done = _post_round(tmp_path, env, "ck/a")
+    assert done.returncode == 0, done.stderr
+    message = "quality 100 gives 1.9800 bpp on Kodak, under 2: export again with a Q_HIGH above 8.2"
+    assert (message in done.stderr) is warned
+
+
 def test_a_failing_bench_names_its_error(tmp_path):
     env = {**_tree(tmp_path, {"runs/cand-a/cand.pt": (-1.0, -1.0)}), "VAL_FILES": str(tmp_path)}
     gmx = tmp_path / "bin" / "gmx"
