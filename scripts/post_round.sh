@@ -108,7 +108,9 @@ gmx bench "$KODAK" --codecs gmx --qualities "gmx=0,100" --profile-images 1 \
   -o "runs/bench-range-$tag" --quiet > "runs/bench-range-$tag.log" 2>&1
 python - "runs/bench-range-$tag/results.json" "${Q_HIGH:-K}" >&2 <<'PY' # the knob must reach 2 bpp
 import json, sys
-top = max(p["bpp"] for p in json.load(open(sys.argv[1]))["codecs"]["gmx"])
+sys.path.insert(0, "scripts")
+from bench_history import range_of
+top = range_of(json.load(open(sys.argv[1])))["points"][1]["bpp"]  # at the highest quality
 if top < 2:
     print(f"post_round.sh: quality 100 gives {top:.4f} bpp on Kodak, under 2: export again with"
           f" a Q_HIGH above {sys.argv[2]} and rerun both Kodak benches")

@@ -43,7 +43,8 @@ import json, os, sys
 from pathlib import Path
 out = Path(sys.argv[sys.argv.index("-o") + 1])
 scale = json.load(open("file_scales.json")).get(os.environ.get("GMX_WEIGHTS", ""), 1.0)
-points = [{{"bpp": scale * b, "psnr": p}} for b, p in ((0.2, 28), (0.5, 31), (1.0, 34), (2, 37))]
+rows = ((0, 0.2, 28), (33, 0.5, 31), (67, 1.0, 34), (100, 2, 37))
+points = [{{"quality": q, "bpp": scale * b, "psnr": p}} for q, b, p in rows]
 out.mkdir(parents=True, exist_ok=True)
 (out / "results.json").write_text(json.dumps({{"codecs": {{"gmx": points}}}}))
 """
@@ -58,6 +59,7 @@ def _tree(tmp_path: Path, verdicts: dict, scales: dict | None = None) -> dict[st
     (scripts / "export.py").write_text(EXPORT_STUB)
     for name in ("ae_ceiling.py", "rate_gap.py"):
         (scripts / name).write_text("")
+    shutil.copy(SCRIPT.parent / "bench_history.py", scripts)  # the real one: range_of
     (bin_dir / "gmx").write_text(GMX_STUB.format(python=sys.executable))
     (bin_dir / "gmx").chmod(0o755)
     (bin_dir / "python").symlink_to(sys.executable)
