@@ -53,6 +53,21 @@ def _bracket(rows: list[dict[str, Any]], bpp: float) -> list[dict[str, float]]:
     return [_point(p) for p in picked]
 
 
+# Issue 3's quality range: quality 0..100 must span at least these bpp on Kodak, monotonic.
+KNOB_SPAN = (0.1, 2.0)
+
+
+def knob_misses(range_run: dict[str, Any]) -> list[str]:
+    """The ends of a `range_of` record that miss KNOB_SPAN, as phrases ([] = the knob spans it)."""
+    (lo, hi), (want_lo, want_hi) = range_run["points"], KNOB_SPAN
+    misses = []
+    if lo["bpp"] > want_lo:
+        misses.append(f"quality {lo['quality']:g} gives {lo['bpp']:.4f} bpp, over {want_lo:g}")
+    if hi["bpp"] < want_hi:
+        misses.append(f"quality {hi['quality']:g} gives {hi['bpp']:.4f} bpp, under {want_hi:g}")
+    return misses
+
+
 def range_of(results: dict[str, Any]) -> dict[str, Any]:
     """bpp/PSNR at the lowest and the highest quality of a range run's gmx rows."""
     points = sorted(results["codecs"]["gmx"], key=lambda p: p["quality"])

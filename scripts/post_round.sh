@@ -27,10 +27,10 @@ KODAK=${KODAK:-../shared/data/kodak}
 ANCHORS=${ANCHORS:-../shared/anchors/kodak}
 SHIP=${SHIP_FLAGS:-}
 VAL_FILES=${VAL_FILES:-}
-# The quality mapping of every export: quality 0 -> q = -2.7 and, with Q_HIGH=Q (e.g. when
-# quality 100 falls under 2 bpp on Kodak, which the script then says), quality 100 -> Q (unset: K,
-# the trained rates' count).
-QMAP="--q-low -2.7"
+# The quality mapping of every export: quality 0 -> q = Q_LOW (unset: -2.7) and, with Q_HIGH=Q
+# (e.g. when quality 100 falls under the 2 bpp of bench_history.KNOB_SPAN on Kodak, which the
+# script then says), quality 100 -> Q (unset: K, the trained rates' count).
+QMAP="--q-low ${Q_LOW:--2.7}"
 [ -n "${Q_HIGH:-}" ] && QMAP="$QMAP --q-high $Q_HIGH"
 mkdir -p runs
 tag=${NAME##*-} # gm-small-v15 -> v15
@@ -106,14 +106,13 @@ gmx bench "$KODAK" --anchors "$ANCHORS" -o "runs/bench-kodak-$tag" --profile-ima
   > "runs/bench-$tag.log" 2>&1
 gmx bench "$KODAK" --codecs gmx --qualities "gmx=0,100" --profile-images 1 \
   -o "runs/bench-range-$tag" --quiet > "runs/bench-range-$tag.log" 2>&1
-python - "runs/bench-range-$tag/results.json" "${Q_HIGH:-K}" >&2 <<'PY' # the knob must reach 2 bpp
+python - "runs/bench-range-$tag/results.json" "${Q_LOW:--2.7}" "${Q_HIGH:-K}" >&2 <<'PY' # span
 import json, sys
 sys.path.insert(0, "scripts")
-from bench_history import range_of
-top = range_of(json.load(open(sys.argv[1])))["points"][1]["bpp"]  # at the highest quality
-if top < 2:
-    print(f"post_round.sh: quality 100 gives {top:.4f} bpp on Kodak, under 2: export again with"
-          f" a Q_HIGH above {sys.argv[2]} and rerun both Kodak benches")
+from bench_history import knob_misses, range_of
+for miss in knob_misses(range_of(json.load(open(sys.argv[1])))):
+    fix = f"a Q_HIGH above {sys.argv[3]}" if "under" in miss else f"a Q_LOW below {sys.argv[2]}"
+    print(f"post_round.sh: {miss} on Kodak: export again with {fix} and rerun both Kodak benches")
 PY
 python scripts/rate_gap.py "runs/bench-kodak-$tag/results.json" --ref avif \
   --ref compressai-bmshj2018-hyperprior_mse_cuda > "runs/rate-gap-$tag.txt" 2>&1

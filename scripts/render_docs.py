@@ -154,11 +154,18 @@ def knob(history: list[Entry]) -> str:
     """BENCHMARKS' summary bullet for the span of the quality knob."""
     e = next(e for e in reversed(history) if e["range"])
     lo, hi = e["range"]["points"]
+    want = "{:g}-{:g} bpp".format(*bench_history.KNOB_SPAN)
+    misses = bench_history.knob_misses(e["range"])
+    verdict = (
+        f"SHORT of issue 3's {want}: {'; '.join(misses)}"
+        if misses
+        else f"covering issue 3's {want}"
+    )
     return _wrap(
         f"- **Quality knob:** quality {lo['quality']:g}..{hi['quality']:g} spans "
         f"**{lo['bpp']:.4f}-{hi['bpp']:.4f} bpp** on Kodak (`{e['model']}`, Range of the "
-        f"quality knob); the report's sweep is {'' if history[-1]['monotonic'] else 'NOT '}"
-        "monotonic (bpp rises at every step).",
+        f"quality knob), {verdict}; the report's sweep is "
+        f"{'' if history[-1]['monotonic'] else 'NOT '}monotonic (bpp rises at every step).",
         "  ",
     )
 

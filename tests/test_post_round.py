@@ -43,7 +43,7 @@ import json, os, sys
 from pathlib import Path
 out = Path(sys.argv[sys.argv.index("-o") + 1])
 scale = json.load(open("file_scales.json")).get(os.environ.get("GMX_WEIGHTS", ""), 1.0)
-rows = ((0, 0.2, 28), (33, 0.5, 31), (67, 1.0, 34), (100, 2, 37))
+rows = ((0, 0.08, 28), (33, 0.5, 31), (67, 1.0, 34), (100, 2, 37))
 points = [{{"quality": q, "bpp": scale * b, "psnr": p}} for q, b, p in rows]
 out.mkdir(parents=True, exist_ok=True)
 (out / "results.json").write_text(json.dumps({{"codecs": {{"gmx": points}}}}))
@@ -139,16 +139,20 @@ def test_q_high_reaches_every_export(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("scale, warned", [(0.99, True), (1.0, False)])
-def test_says_when_quality_100_falls_under_2_bpp(tmp_path, scale, warned):
-    # the stub gmx's top point is 2 bpp times the scale of the default weights ("")
+LOW = "quality 0 gives 0.1040 bpp, over 0.1 on Kodak: export again with a Q_LOW below -2.7"
+HIGH = "quality 100 gives 1.9800 bpp, under 2 on Kodak: export again with a Q_HIGH above 8.2"
+
+
+@pytest.mark.parametrize("scale, said", [(0.99, [HIGH]), (1.0, []), (1.3, [LOW])])
+def test_says_when_the_knob_misses_0_1_to_2_bpp(tmp_path, scale, said):
+    # the stub gmx's points span 0.08..2 bpp times the scale of the default weights ("")
     env = {**_tree(tmp_path, {"runs/cand-a/cand.pt": (-1.0, -1.0)}, {"": scale}), "Q_HIGH": "8.2"}
     env.pop("GMX_WEIGHTS", None)
     _ckpt(tmp_path / "ck" / "a", averaged=False)
     done = _post_round(tmp_path, env, "ck/a")
     assert done.returncode == 0, done.stderr
-    message = "quality 100 gives 1.9800 bpp on Kodak, under 2: export again with a Q_HIGH above 8.2"
-    assert (message in done.stderr) is warned
+    lines = [ln for ln in done.stderr.splitlines() if "export again" in ln]
+    assert lines == [f"post_round.sh: {m} and rerun both Kodak benches" for m in said]
 
 
 def test_a_failing_bench_names_its_error(tmp_path):

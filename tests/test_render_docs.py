@@ -111,3 +111,20 @@ def test_publish_records_the_run_and_its_range(tmp_path: Path) -> None:
     (saved,) = bench_history.load(path)
     assert saved["model"] == "m-v3" and saved["bd"]["avif"] == 9.0
     assert [p["bpp"] for p in saved["range"]["points"]] == [0.07, 2.05]
+
+
+@pytest.mark.parametrize(
+    "bpps, verdict",
+    [
+        ((0.08, 0.6, 2.1), "covering issue 3's 0.1-2 bpp;"),
+        (
+            (0.2, 0.6, 1.9),
+            "SHORT of issue 3's 0.1-2 bpp: quality 10 gives 0.2000 bpp, over 0.1; "
+            "quality 95 gives 1.9000 bpp, under 2;",
+        ),
+    ],
+)
+def test_knob_says_whether_it_spans_the_issues_range(bpps: tuple, verdict: str) -> None:
+    results = fake_results("m-v1", 5.0, bpps)
+    text = render_docs.knob([bench_history.entry(results, bench_history.range_of(results))])
+    assert verdict in " ".join(text.split())
