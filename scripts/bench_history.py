@@ -57,14 +57,14 @@ def _bracket(rows: list[dict[str, Any]], bpp: float) -> list[dict[str, float]]:
 KNOB_SPAN = (0.1, 2.0)
 
 
-def knob_misses(range_run: dict[str, Any]) -> list[str]:
-    """The ends of a `range_of` record that miss KNOB_SPAN, as phrases ([] = the knob spans it)."""
+def knob_misses(range_run: dict[str, Any]) -> dict[str, str]:
+    """The ends ("low", "high") of a `range_of` record that miss KNOB_SPAN, each as a phrase."""
     (lo, hi), (want_lo, want_hi) = range_run["points"], KNOB_SPAN
-    misses = []
+    misses = {}
     if lo["bpp"] > want_lo:
-        misses.append(f"quality {lo['quality']:g} gives {lo['bpp']:.4f} bpp, over {want_lo:g}")
+        misses["low"] = f"quality {lo['quality']:g} gives {lo['bpp']:.4f} bpp, over {want_lo:g}"
     if hi["bpp"] < want_hi:
-        misses.append(f"quality {hi['quality']:g} gives {hi['bpp']:.4f} bpp, under {want_hi:g}")
+        misses["high"] = f"quality {hi['quality']:g} gives {hi['bpp']:.4f} bpp, under {want_hi:g}"
     return misses
 
 

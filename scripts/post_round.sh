@@ -110,9 +110,10 @@ python - "runs/bench-range-$tag/results.json" "${Q_LOW:--2.7}" "${Q_HIGH:-K}" >&
 import json, sys
 sys.path.insert(0, "scripts")
 from bench_history import knob_misses, range_of
-for miss in knob_misses(range_of(json.load(open(sys.argv[1])))):
-    fix = f"a Q_HIGH above {sys.argv[3]}" if "under" in miss else f"a Q_LOW below {sys.argv[2]}"
-    print(f"post_round.sh: {miss} on Kodak: export again with {fix} and rerun both Kodak benches")
+fixes = {"low": f"a Q_LOW below {sys.argv[2]}", "high": f"a Q_HIGH above {sys.argv[3]}"}
+for end, miss in knob_misses(range_of(json.load(open(sys.argv[1])))).items():
+    print(f"post_round.sh: {miss} on Kodak: export again with {fixes[end]}"
+          " and rerun both Kodak benches")
 PY
 python scripts/rate_gap.py "runs/bench-kodak-$tag/results.json" --ref avif \
   --ref compressai-bmshj2018-hyperprior_mse_cuda > "runs/rate-gap-$tag.txt" 2>&1

@@ -157,7 +157,7 @@ def knob(history: list[Entry]) -> str:
     want = "{:g}-{:g} bpp".format(*bench_history.KNOB_SPAN)
     misses = bench_history.knob_misses(e["range"])
     verdict = (
-        f"SHORT of issue 3's {want}: {'; '.join(misses)}"
+        f"SHORT of issue 3's {want}: {'; '.join(misses.values())}"
         if misses
         else f"covering issue 3's {want}"
     )
