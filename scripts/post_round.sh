@@ -30,7 +30,8 @@ VAL_FILES=${VAL_FILES:-}
 # The quality mapping of every export: quality 0 -> q = Q_LOW (unset: -2.7) and, with Q_HIGH=Q
 # (e.g. when quality 100 falls under the 2 bpp of bench_history.KNOB_SPAN on Kodak, which the
 # script then says), quality 100 -> Q (unset: K, the trained rates' count).
-QMAP="--q-low ${Q_LOW:--2.7}"
+Q_LOW=${Q_LOW:--2.7}
+QMAP="--q-low $Q_LOW"
 [ -n "${Q_HIGH:-}" ] && QMAP="$QMAP --q-high $Q_HIGH"
 mkdir -p runs
 tag=${NAME##*-} # gm-small-v15 -> v15
@@ -106,7 +107,7 @@ gmx bench "$KODAK" --anchors "$ANCHORS" -o "runs/bench-kodak-$tag" --profile-ima
   > "runs/bench-$tag.log" 2>&1
 gmx bench "$KODAK" --codecs gmx --qualities "gmx=0,100" --profile-images 1 \
   -o "runs/bench-range-$tag" --quiet > "runs/bench-range-$tag.log" 2>&1
-python - "runs/bench-range-$tag/results.json" "${Q_LOW:--2.7}" "${Q_HIGH:-K}" >&2 <<'PY' # span
+python - "runs/bench-range-$tag/results.json" "$Q_LOW" "${Q_HIGH:-K}" >&2 <<'PY' # span
 import json, sys
 sys.path.insert(0, "scripts")
 from bench_history import knob_misses, range_of
