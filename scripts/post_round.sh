@@ -11,7 +11,8 @@
 # checkpoints, the second's last weights against the first's). Of the candidates that pass
 # the ship rule, the one with the lowest *validation* BD-rate is exported as NEW_NAME (Kodak
 # stays a test set), then measured: scripts/ae_ceiling.py, the Kodak bench against the
-# anchors, the full quality range and scripts/rate_gap.py.
+# anchors, the full quality range and scripts/rate_gap.py (against AVIF, the hyperprior anchor
+# and, in a git checkout, the published report at HEAD: the shipped weights in real files).
 #
 # SHIP_FLAGS is passed to every ship check (e.g. SHIP_FLAGS=--centred: y rounded around its
 # mean, as the coder does). VAL_FILES=DIR (PNG images the training never saw) judges validation
@@ -116,6 +117,10 @@ for end, miss in knob_misses(range_of(json.load(open(sys.argv[1])))).items():
     print(f"post_round.sh: {miss} on Kodak: export again with {fixes[end]}"
           " and rerun both Kodak benches")
 PY
+published="runs/published-before-$tag.json" # the shipped model's report, not yet replaced
+PREV=()
+git show HEAD:docs/bench-results.json > "$published" 2> /dev/null && PREV=(--prev "$published") \
+  || rm -f "$published"
 python scripts/rate_gap.py "runs/bench-kodak-$tag/results.json" --ref avif \
-  --ref compressai-bmshj2018-hyperprior_mse_cuda > "runs/rate-gap-$tag.txt" 2>&1
+  --ref compressai-bmshj2018-hyperprior_mse_cuda "${PREV[@]}" > "runs/rate-gap-$tag.txt" 2>&1
 echo "post_round.sh: $NAME exported from $best $best_flags; logs in runs/*-$tag*"

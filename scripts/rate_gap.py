@@ -1,13 +1,17 @@
 """Where along the curve gmx lags: its rate over a reference's at equal PSNR, level by level.
 
-Usage: python scripts/rate_gap.py RESULTS_JSON [--ref NAME ...] [--anchors DIR] [--step DB]
+Usage: python scripts/rate_gap.py RESULTS_JSON [--ref NAME ...] [--prev RESULTS_JSON]
+    [--anchors DIR] [--step DB]
 
 RESULTS_JSON is a `gmx bench` results.json. Each NAME is a codec it measured (avif, jpeg,
 webp) or the key of a published anchor in --anchors (e.g. vtm,
 compressai-bmshj2018-hyperprior_mse_cuda). BD-rate sums a whole curve into one number; this
 prints gmx's rate / the reference's rate - 1 at PSNR levels every --step dB inside both
 curves (log-rate interpolated linearly in PSNR between measured points), so that a change
-which moves the low or the high rates shows where it acts.
+which moves the low or the high rates shows where it acts. Each line ends with the BD-rate
+of gmx against that reference. --prev adds the gmx curve of an earlier report (e.g. the
+published one, `git show HEAD:docs/bench-results.json`) as one more reference, named by its
+model: the new weights against the shipped ones, in real files.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import math
 
 import numpy as np
 
-from gmcodec.metrics import load_anchors, rd_points
+from gmcodec.metrics import bd_rate, load_anchors, rd_points
 
 
 def rate_at(rates: list[float], psnrs: list[float], level: float) -> float:
@@ -44,16 +48,26 @@ def main() -> None:
     p.add_argument("--ref", action="append", help="reference curve (repeatable; default avif)")
     p.add_argument("--anchors", default="../shared/anchors/kodak")
     p.add_argument("--step", type=float, default=1.5, help="PSNR step, dB")
+    p.add_argument("--prev", help="an earlier results.json: its gmx curve is one more reference")
     a = p.parse_args()
     bench = json.load(open(a.results))
     curves = {k: rd_points(v) for k, v in bench["codecs"].items()}
     curves |= {x.key: (list(x.bpp), list(x.psnr)) for x in load_anchors(a.anchors)}
-    test = curves[bench.get("test_codec", "gmx")]
-    for name in a.ref or ["avif"]:
-        print(
-            f"{name}: "
-            + ", ".join(f"{v:g} dB {g:+.0%}" for v, g in gaps(test, curves[name], a.step))
-        )
+    test = curves[test_codec(bench)]
+    refs = a.ref or ["avif"]
+    if a.prev:
+        prev = json.load(open(a.prev))
+        name = prev["settings"][test_codec(prev)].get("model_id", a.prev)
+        curves[name] = rd_points(prev["codecs"][test_codec(prev)])
+        refs = [*refs, name]
+    for name in refs:
+        levels = ", ".join(f"{v:g} dB {g:+.0%}" for v, g in gaps(test, curves[name], a.step))
+        print(f"{name}: {levels}; BD-rate {bd_rate(*curves[name], *test):+.2f}%")
+
+
+def test_codec(bench: dict) -> str:
+    """The codec a `gmx bench` report measures against the others (gmx unless it says)."""
+    return bench.get("test_codec", "gmx")
 
 
 if __name__ == "__main__":

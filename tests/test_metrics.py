@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +173,23 @@ def test_rate_gap_compares_rates_at_equal_psnr():
     assert levels[-1][1] == pytest.approx(1.0 / (0.4 * 2 ** (1 / 3)) - 1)
     with pytest.raises(ValueError, match="outside"):
         rate_at(*ref, 36.0)
+
+
+def test_rate_gap_compares_with_the_previous_report_by_model(tmp_path):
+    curve = [{"bpp": r, "psnr": d} for r, d in ((0.2, 28.0), (0.5, 31.0), (1.0, 34.0))]
+    smaller = [dict(p, bpp=p["bpp"] * 0.9) for p in curve]
+
+    def report(name: str, gmx: list, avif: list) -> Path:
+        path = tmp_path / f"{name}.json"
+        bench = {"codecs": {"gmx": gmx, "avif": avif}, "settings": {"gmx": {"model_id": name}}}
+        path.write_text(json.dumps(bench))
+        return path
+
+    old, new = report("gm-old", curve, smaller), report("gm-new", smaller, curve)
+    script = Path(__file__).parents[1] / "scripts" / "rate_gap.py"
+    anchors = tmp_path / "anchors"  # none: the references are the two reports' curves
+    anchors.mkdir()
+    cmd = [sys.executable, str(script), str(new), "--prev", str(old), "--anchors", str(anchors)]
+    lines = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert lines[0].startswith("avif: 28.5 dB -10%") and lines[0].endswith("BD-rate -10.00%")
+    assert lines[1].startswith("gm-old: ") and lines[1].endswith("BD-rate -10.00%")

@@ -165,3 +165,24 @@ def test_a_failing_bench_names_its_error(tmp_path):
     assert done.returncode == 1
     assert "gmx bench failed (runs/valfiles-base.log)" in done.stderr
     assert error in done.stderr
+
+
+@pytest.mark.parametrize("in_git", [True, False])
+def test_rate_gap_compares_with_the_published_report_in_a_git_checkout(tmp_path, in_git):
+    env = _tree(tmp_path, {"runs/cand-a/cand.pt": (-1.0, -1.0)})
+    (tmp_path / "scripts" / "rate_gap.py").write_text("import sys\nprint(sys.argv[1:])\n")
+    if in_git:
+        (tmp_path / "docs").mkdir()
+        (tmp_path / "docs" / "bench-results.json").write_text('{"shipped": 1}')
+        git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+        for args in (["init", "-q"], ["add", "docs"], ["commit", "-qm", "shipped"]):
+            subprocess.run([*git, *args], cwd=tmp_path, check=True)
+    _ckpt(tmp_path / "ck" / "a", averaged=False)
+    done = _post_round(tmp_path, env, "ck/a")
+    assert done.returncode == 0, done.stderr
+    published = tmp_path / "runs" / "published-before-v2.json"
+    argv = (tmp_path / "runs" / "rate-gap-v2.txt").read_text()
+    assert ("'--prev', 'runs/published-before-v2.json'" in argv) == in_git
+    assert published.exists() == in_git
+    if in_git:
+        assert published.read_text() == '{"shipped": 1}'
