@@ -57,7 +57,7 @@ def main() -> None:
     refs = a.ref or ["avif"]
     if a.prev:
         prev = json.load(open(a.prev))
-        name = prev.get("settings", {}).get(test_codec(prev), {}).get("model_id", a.prev)
+        name = prev["settings"][test_codec(prev)]["model_id"]  # as bench_history.entry reads it
         curves[name] = rd_points(prev["codecs"][test_codec(prev)])
         refs = [*refs, name]
     for name in refs:
