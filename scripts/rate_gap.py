@@ -53,21 +53,17 @@ def main() -> None:
     bench = json.load(open(a.results))
     curves = {k: rd_points(v) for k, v in bench["codecs"].items()}
     curves |= {x.key: (list(x.bpp), list(x.psnr)) for x in load_anchors(a.anchors)}
-    test = curves[test_codec(bench)]
+    test = curves[bench["test_codec"]]
     refs = a.ref or ["avif"]
     if a.prev:
         prev = json.load(open(a.prev))
-        name = prev["settings"][test_codec(prev)]["model_id"]  # as bench_history.entry reads it
-        curves[name] = rd_points(prev["codecs"][test_codec(prev)])
+        codec = prev["test_codec"]  # gmx bench always names it (gmcodec.report reads it so)
+        name = prev["settings"][codec]["model_id"]
+        curves[name] = rd_points(prev["codecs"][codec])
         refs = [*refs, name]
     for name in refs:
         levels = ", ".join(f"{v:g} dB {g:+.0%}" for v, g in gaps(test, curves[name], a.step))
         print(f"{name}: {levels}; BD-rate {bd_rate(*curves[name], *test):+.2f}%")
-
-
-def test_codec(bench: dict) -> str:
-    """The codec a `gmx bench` report measures against the others (gmx unless it says)."""
-    return bench.get("test_codec", "gmx")
 
 
 if __name__ == "__main__":

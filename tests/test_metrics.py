@@ -181,7 +181,8 @@ def test_rate_gap_compares_with_the_previous_report_by_model(tmp_path):
 
     def report(name: str, gmx: list, avif: list) -> Path:
         path = tmp_path / f"{name}.json"
-        bench = {"codecs": {"gmx": gmx, "avif": avif}, "settings": {"gmx": {"model_id": name}}}
+        bench = {"codecs": {"gmx": gmx, "avif": avif}, "test_codec": "gmx"}
+        bench["settings"] = {"gmx": {"model_id": name}}
         path.write_text(json.dumps(bench))
         return path
 
