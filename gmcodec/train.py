@@ -187,13 +187,19 @@ def build(args: argparse.Namespace, device: torch.device) -> tuple[GMModel, dict
     return GMModel(cfg).to(device), meta, None
 
 
+def warmup_cosine(lr: float, warmup: int, decay_from: float, step: int, frac: float) -> float:
+    """Linear warm-up over ``warmup`` steps, flat until the budget fraction ``decay_from``,
+    then cosine decay to 5% of ``lr`` at the end of the budget (``frac`` = 1)."""
+    warm = min(1.0, (step + 1) / warmup)
+    if frac <= decay_from:
+        return lr * warm
+    t = min(1.0, (frac - decay_from) / (1 - decay_from))
+    return lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
 def lr_at(args: argparse.Namespace, step: int, frac: float) -> float:
     """Warm-up over ``--warmup`` steps, then cosine decay to 5% from ``--decay-from``."""
-    warm = min(1.0, (step + 1) / args.warmup)
-    if frac <= args.decay_from:
-        return args.lr * warm
-    t = min(1.0, (frac - args.decay_from) / (1 - args.decay_from))
-    return args.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+    return warmup_cosine(args.lr, args.warmup, args.decay_from, step, frac)
 
 
 def rd_loss(

@@ -44,6 +44,7 @@ from .train import (
     periodic_save,
     resume,
     run_arguments,
+    warmup_cosine,
     write_log,
 )
 from .zoo import model_from_file
@@ -154,9 +155,9 @@ def mean_psnr(mse: torch.Tensor) -> float:
 
 
 def lr_at(args: argparse.Namespace, step: int, frac: float) -> float:
-    """Warm-up, then cosine decay to 5% over the time budget."""
-    warm = min(1.0, (step + 1) / args.warmup)
-    return args.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+    """Warm-up, then cosine decay to 5% over the whole time budget (the trainer's schedule
+    with its decay starting at once)."""
+    return warmup_cosine(args.lr, args.warmup, 0.0, step, frac)
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -120,6 +120,7 @@ def test_learning_rate_warms_up_then_decays():
     assert lr_at(a, 0, 0.0) < lr_at(a, 20, 0.1) == pytest.approx(1e-3)
     assert lr_at(a, 500, 0.75) < 1e-3
     assert lr_at(a, 900, 1.0) == pytest.approx(5e-5)
+    assert lr_at(a, 500, a.decay_from) == pytest.approx(1e-3)  # flat until --decay-from
 
 
 def test_seconds_per_step_times_real_optimizer_steps():

@@ -126,3 +126,4 @@ def test_learning_rate_warms_up_then_decays_to_five_percent():
     a = parse_args(["--data", "x", "--ckpt", "y", "--minutes", "1", "--lr", "1e-3"])
     assert lr_at(a, 0, 0.0) < lr_at(a, 60, 0.0) == pytest.approx(1e-3)
     assert lr_at(a, 500, 1.0) == pytest.approx(5e-5)
+    assert lr_at(a, 500, 0.5) == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))  # decays from the start
